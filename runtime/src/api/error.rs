@@ -1,0 +1,127 @@
+//! The API's one error type and its FC rendering.
+//!
+//! Every error leaves as `{"ErrorCode","ErrorMessage"}` (what `aliyun-fc2`
+//! reads) plus `Code`/`Message`/`RequestId` (what the 2021 SDK reads, so its
+//! exceptions show the code), with the `X-Fc-Request-Id` header. Internals are
+//! logged, not leaked: a store failure answers "internal error" with the
+//! request id to look up in the server log.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::registry::RegistryError;
+use crate::store::StoreError;
+
+tokio::task_local! {
+    /// The request id of the request being served (set by the request-id
+    /// middleware), so errors rendered anywhere below can carry it.
+    pub static REQUEST_ID: String;
+}
+
+/// The current request's id, or a fresh one outside a request.
+pub fn current_request_id() -> String {
+    REQUEST_ID
+        .try_with(Clone::clone)
+        .unwrap_or_else(|_| crate::util::new_request_id())
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "InvalidArgument", message)
+    }
+
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "EntityTooLarge", message)
+    }
+
+    pub fn internal(context: &str, err: impl std::fmt::Display) -> Self {
+        let id = current_request_id();
+        tracing::error!(request_id = %id, "{context}: {err}");
+        // 503 rather than 500: aliyun-fc2 retries 500 on GET/PUT/DELETE for
+        // ~30 s, which helps nobody when the cause is on our side.
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "InternalServerError",
+            format!("internal error ({context}); see the server log for request {id}"),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let request_id = current_request_id();
+        let body = json!({
+            "ErrorCode": self.code,
+            "ErrorMessage": self.message,
+            "Code": self.code,
+            "Message": self.message,
+            "RequestId": request_id,
+        });
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            resp.headers_mut().insert("x-fc-request-id", v);
+        }
+        resp
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        use RegistryError::*;
+        let msg = e.to_string();
+        match e {
+            InvalidArgument(_) => ApiError::invalid(msg),
+            ServiceNotFound(_) => ApiError::not_found("ServiceNotFound", msg),
+            FunctionNotFound { .. } => ApiError::not_found("FunctionNotFound", msg),
+            VersionNotFound { .. } => ApiError::not_found("VersionNotFound", msg),
+            AliasNotFound { .. } => ApiError::not_found("AliasNotFound", msg),
+            TriggerNotFound { .. } => ApiError::not_found("TriggerNotFound", msg),
+            ConfigNotFound(_) => ApiError::not_found("ResourceNotFound", msg),
+            AlreadyExists { kind, .. } => ApiError::new(
+                StatusCode::CONFLICT,
+                match kind {
+                    "service" => "ServiceAlreadyExists",
+                    "function" => "FunctionAlreadyExists",
+                    "alias" => "AliasAlreadyExists",
+                    "trigger" => "TriggerAlreadyExists",
+                    _ => "ResourceAlreadyExists",
+                },
+                msg,
+            ),
+            NotEmpty(_) => ApiError::new(StatusCode::BAD_REQUEST, "ResourceNotEmpty", msg),
+            PreconditionFailed => ApiError::new(StatusCode::PRECONDITION_FAILED, "PreconditionFailed", msg),
+            CodeTooLarge(_) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "EntityTooLarge", msg),
+            Store(e) => ApiError::internal("store", e),
+            Io(e) => ApiError::internal("code storage", e),
+            Engine(e) => ApiError::internal("engine", e),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::internal("store", e)
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

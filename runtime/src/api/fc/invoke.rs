@@ -1,0 +1,128 @@
+//! InvokeFunction.
+//!
+//! Sync: the body is the event, the response body is what the guest
+//! returned. A guest failure is still HTTP 200 (as FC) with
+//! `X-Fc-Error-Type` and a `{"errorMessage","errorType"}` body; running out
+//! of instances is a 429 FC error.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use serde_json::json;
+
+use super::Scope;
+use crate::api::error::current_request_id;
+use crate::api::{ApiError, ApiResult, SharedState};
+use crate::engine::{InvocationContext, InvokeError, StopHandle};
+use crate::pool::PooledInvocation;
+use crate::registry::ResolvedFunction;
+
+/// FC's log tail is the last 4 KB.
+const LOG_TAIL_BYTES: usize = 4096;
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// How the caller asked for the invocation to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvocationType {
+    Sync,
+    Async,
+}
+
+pub fn invocation_type(headers: &HeaderMap) -> Result<InvocationType, ApiError> {
+    match header_str(headers, "x-fc-invocation-type") {
+        None | Some("") => Ok(InvocationType::Sync),
+        Some(v) if v.eq_ignore_ascii_case("sync") => Ok(InvocationType::Sync),
+        Some(v) if v.eq_ignore_ascii_case("async") => Ok(InvocationType::Async),
+        Some(v) => Err(ApiError::invalid(format!(
+            "X-Fc-Invocation-Type must be Sync or Async, got '{v}'"
+        ))),
+    }
+}
+
+pub async fn invoke(State(app): State<SharedState>, scope: Scope, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+    let kind = invocation_type(&headers)?;
+    let resolved = app
+        .registry
+        .resolve(&scope.service, scope.qualifier(), scope.function())?;
+    match kind {
+        InvocationType::Sync => Ok(invoke_sync(&app, &resolved, &headers, body).await),
+        InvocationType::Async => Err(ApiError::invalid("asynchronous invocations are not enabled on this server")),
+    }
+}
+
+async fn invoke_sync(app: &SharedState, resolved: &ResolvedFunction, headers: &HeaderMap, body: Bytes) -> Response {
+    if body.len() > app.limits.sync_payload {
+        return ApiError::too_large(format!(
+            "sync invocation payload is {} bytes; the limit is {}",
+            body.len(),
+            app.limits.sync_payload
+        ))
+        .into_response();
+    }
+    let spec = &resolved.function.spec;
+    let ctx = InvocationContext::new(
+        current_request_id(),
+        resolved.service.clone(),
+        spec.name.clone(),
+        resolved.qualifier.clone(),
+        resolved.version_label(),
+        std::time::Duration::from_secs(spec.timeout_s),
+        None,
+        0,
+        StopHandle::new(),
+    );
+    let outcome = app.pool.invoke(resolved, &ctx, body).await;
+    app.metrics.record_invocation(resolved, &outcome);
+    let tail = header_str(headers, "x-fc-log-type").is_some_and(|v| v.eq_ignore_ascii_case("tail"));
+    render(resolved, &outcome, tail)
+}
+
+fn render(resolved: &ResolvedFunction, outcome: &PooledInvocation, tail: bool) -> Response {
+    let inv = &outcome.invocation;
+    let mut resp = match &inv.result {
+        Ok(out) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/octet-stream")],
+            out.clone(),
+        )
+            .into_response(),
+        Err(InvokeError::Capacity(msg)) => {
+            return ApiError::new(StatusCode::TOO_MANY_REQUESTS, "ResourceThrottled", msg.clone()).into_response();
+        }
+        Err(InvokeError::Internal(msg)) => return ApiError::internal("invocation", msg).into_response(),
+        Err(e) => {
+            let body = json!({ "errorMessage": e.to_string(), "errorType": e.error_type() });
+            let mut r = (StatusCode::OK, axum::Json(body)).into_response();
+            r.headers_mut()
+                .insert("x-fc-error-type", HeaderValue::from_static(e.fc_error_type()));
+            r
+        }
+    };
+    let h = resp.headers_mut();
+    let mut set = |name: &'static str, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(HeaderName::from_static(name), v);
+        }
+    };
+    set("x-fc-invocation-duration", inv.duration.as_millis().to_string());
+    set(
+        "x-fc-max-memory-usage",
+        format!("{:.2}", inv.peak_memory_bytes as f64 / (1u64 << 20) as f64),
+    );
+    set("x-fc-code-checksum", resolved.function.spec.code_checksum.clone());
+    set("x-fc-instance-id", inv.instance_id.clone());
+    set("x-fc-invocation-service-version", resolved.version_label());
+    set("x-fc-start-type", outcome.start.as_str().to_string());
+    if tail {
+        set(
+            "x-fc-log-result",
+            base64::engine::general_purpose::STANDARD.encode(inv.log_tail(LOG_TAIL_BYTES)),
+        );
+    }
+    resp
+}

@@ -1,0 +1,163 @@
+//! The HTTP surface: FC 2.0 routes under `/2016-08-15` and `/2021-04-06`,
+//! plus `/metrics` and the code download route.
+//!
+//! Handlers are thin: parse, validate, call the registry / pool / scheduler,
+//! render. Two middlewares wrap every FC route:
+//! 1. request id — every response carries `X-Fc-Request-Id`, and errors
+//!    rendered anywhere below carry the same id in their body;
+//! 2. body + signature — buffers the body up to the route's limit (413
+//!    beyond it) and, when credentials are configured, verifies the
+//!    request's signature before anything else happens.
+
+pub mod auth;
+pub mod error;
+mod fc;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+
+pub use error::{ApiError, ApiResult};
+
+use crate::engine::Engine;
+use crate::metrics::Metrics;
+use crate::pool::Pool;
+use crate::registry::Registry;
+use auth::Credentials;
+
+/// Request-size limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Sync invocation payload (FC: 6 MB).
+    pub sync_payload: usize,
+    /// Async invocation payload (FC: 128 KB).
+    pub async_payload: usize,
+    /// Management request bodies (function code arrives base64 in JSON).
+    pub management_body: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            sync_payload: 6 << 20,
+            async_payload: 128 << 10,
+            management_body: 96 << 20,
+        }
+    }
+}
+
+/// Shared state of the API handlers.
+pub struct AppState {
+    pub registry: Registry,
+    pub pool: Pool,
+    pub engine: Engine,
+    pub metrics: Arc<Metrics>,
+    pub credentials: Option<Credentials>,
+    pub limits: Limits,
+    /// Signs code-download URLs (GetFunctionCode).
+    pub url_secret: String,
+}
+
+pub type SharedState = Arc<AppState>;
+
+/// Builds the whole router.
+pub fn router(state: SharedState) -> Router {
+    let fc_routes = fc::routes();
+    Router::new()
+        .nest("/2016-08-15", fc_routes.clone())
+        .nest("/2021-04-06", fc_routes)
+        .merge(fc::download_routes())
+        .route("/metrics", axum::routing::get(crate::metrics::render))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), body_and_signature))
+        .layer(middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "PathNotSupported",
+        format!("no route for {} {}", req.method(), req.uri().path()),
+    )
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    )
+}
+
+/// Gives every request an id, answers with it, and makes it available to
+/// error rendering below.
+async fn request_id(req: Request, next: Next) -> Response {
+    let id = crate::util::new_request_id();
+    let mut resp = error::REQUEST_ID.scope(id.clone(), next.run(req)).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-fc-request-id", v);
+    }
+    resp
+}
+
+/// True for routes whose bodies are streamed to a guest, not buffered.
+fn is_streamed(path: &str) -> bool {
+    path.starts_with("/2016-08-15/proxy/")
+}
+
+/// Buffers the body within the route's limit, then verifies the signature.
+/// Streamed routes (HTTP triggers) keep their body; their signature scheme
+/// does not cover it.
+async fn body_and_signature(State(state): State<SharedState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    if path == "/metrics" || path.starts_with(fc::DOWNLOAD_PREFIX) {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    if is_streamed(&path) {
+        if let Err(e) = check_signature(&state, &parts, None) {
+            return e.into_response();
+        }
+        return next.run(Request::from_parts(parts, body)).await;
+    }
+    let limit = if path.ends_with("/invocations") {
+        state.limits.sync_payload
+    } else {
+        state.limits.management_body
+    };
+    let bytes = match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            return ApiError::too_large(format!("request body is larger than the {limit}-byte limit")).into_response();
+        }
+        Err(e) => return ApiError::invalid(format!("cannot read request body: {e}")).into_response(),
+    };
+    if let Err(e) = check_signature(&state, &parts, Some(&bytes)) {
+        return e.into_response();
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes))).await
+}
+
+fn check_signature(state: &AppState, parts: &axum::http::request::Parts, body: Option<&[u8]>) -> Result<(), ApiError> {
+    let Some(creds) = &state.credentials else { return Ok(()) };
+    let signed = auth::SignedRequest {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        headers: &parts.headers,
+        body,
+    };
+    auth::verify(creds, &signed, chrono::Utc::now()).map(|_| ()).map_err(|e| {
+        state.metrics.auth_failures.inc();
+        tracing::info!(error = %e, path = parts.uri.path(), "refused unsigned or badly signed request");
+        ApiError::new(StatusCode::FORBIDDEN, e.code(), e.to_string())
+    })
+}

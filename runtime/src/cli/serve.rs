@@ -1,0 +1,154 @@
+//! `wasmfc serve`: the server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::api::auth::Credentials;
+use crate::api::{AppState, Limits};
+use crate::engine::{Engine, EngineConfig};
+use crate::metrics::Metrics;
+use crate::pool::{Pool, PoolConfig};
+use crate::registry::{CodeDir, Registry};
+use crate::store::{Durability, Store};
+
+/// Run the wasmfc server: the FC 2.0 API on the embedded store.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeCommand {
+    /// Address to listen on. Without credentials only loopback addresses
+    /// are allowed (see --insecure-listen-any).
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    pub listen: SocketAddr,
+
+    /// Directory holding the database, uploaded code and compiled-code cache.
+    #[arg(long, default_value = "./wasmfc-data")]
+    pub data_dir: PathBuf,
+
+    /// JSON file mapping access key id -> secret. When given, every request
+    /// must be signed as the FC SDKs sign them.
+    #[arg(long)]
+    pub credentials: Option<PathBuf>,
+
+    /// Allow listening on a non-loopback address without credentials.
+    #[arg(long)]
+    pub insecure_listen_any: bool,
+
+    /// Instances alive at once across all functions (sizes the pooling
+    /// allocator's address-space reservation: ~8 GiB of virtual memory each).
+    #[arg(long, default_value_t = 1000)]
+    pub max_instances: u32,
+
+    /// Instances alive at once per function version.
+    #[arg(long, default_value_t = 1000)]
+    pub max_instances_per_function: usize,
+
+    /// Seconds an idle instance is kept before it is reclaimed.
+    #[arg(long, default_value_t = 300)]
+    pub idle_timeout_secs: u64,
+
+    /// Milliseconds an invocation waits for an instance before it is
+    /// throttled (HTTP 429).
+    #[arg(long, default_value_t = 2000)]
+    pub acquire_timeout_ms: u64,
+
+    /// How hard commits push to disk: `process` survives kill -9, `fsync`
+    /// also survives power loss.
+    #[arg(long, value_enum, default_value_t = Durability::Process)]
+    pub durability: Durability,
+
+    /// Largest code package accepted, in MB.
+    #[arg(long, default_value_t = 64)]
+    pub max_code_size_mb: u64,
+
+    /// Log bytes kept per invocation (older output is dropped first).
+    #[arg(long, default_value_t = 1 << 20)]
+    pub log_limit_bytes: usize,
+}
+
+impl ServeCommand {
+    pub async fn run(self) -> anyhow::Result<()> {
+        let credentials = self
+            .credentials
+            .as_deref()
+            .map(Credentials::load)
+            .transpose()?;
+        if credentials.is_none() && !self.listen.ip().is_loopback() && !self.insecure_listen_any {
+            anyhow::bail!(
+                "refusing to listen on {} without --credentials: anyone who can reach it could run code. \
+                 Configure credentials, listen on loopback, or pass --insecure-listen-any",
+                self.listen
+            );
+        }
+
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("creating data dir {}", self.data_dir.display()))?;
+        let store = Store::open(&self.data_dir.join("wasmfc.db"), self.durability).context("opening the store")?;
+        let engine = Engine::new(EngineConfig {
+            cache_dir: self.data_dir.join("cache"),
+            max_instances: self.max_instances,
+            log_limit: self.log_limit_bytes,
+            ..EngineConfig::default()
+        })?;
+        let code = CodeDir::new(self.data_dir.join("code"))?;
+        let registry = Registry::load(store.clone(), code.clone(), engine.clone(), self.max_code_size_mb << 20)
+            .context("loading the registry")?;
+        let pool = Pool::new(
+            engine.clone(),
+            code,
+            PoolConfig {
+                max_instances: self.max_instances as usize,
+                max_instances_per_function: self.max_instances_per_function,
+                idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+                acquire_timeout: Duration::from_millis(self.acquire_timeout_ms),
+                ..PoolConfig::default()
+            },
+        );
+        let metrics = Arc::new(Metrics::new(engine.clone(), pool.clone()));
+        let url_secret = store
+            .meta_get_or_insert("download_url_secret", || uuid::Uuid::new_v4().simple().to_string())
+            .await?;
+        let state = Arc::new(AppState {
+            registry,
+            pool,
+            engine,
+            metrics,
+            credentials,
+            limits: Limits::default(),
+            url_secret,
+        });
+
+        let listener = tokio::net::TcpListener::bind(self.listen)
+            .await
+            .with_context(|| format!("binding {}", self.listen))?;
+        let addr = listener.local_addr()?;
+        // Scripts and tests read this line to learn the port.
+        println!("wasmfc listening on http://{addr}");
+        tracing::info!(%addr, data_dir = %self.data_dir.display(), auth = state.credentials.is_some(), "serving");
+        axum::serve(listener, crate::api::router(state))
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
+        tracing::info!("shut down");
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,14 @@
+//! wasmfc: a self-hosted WebAssembly function runtime, wire-compatible with
+//! Alibaba Cloud Function Compute 2.0.
+//!
+//! Data flows one way: `api → (registry | scheduler) → pool → engine`, with
+//! `store` under `registry` and `scheduler`. See `docs/architecture.md`.
+
+pub mod api;
+pub mod cli;
+pub mod engine;
+pub mod metrics;
+pub mod pool;
+pub mod registry;
+pub mod store;
+pub mod util;

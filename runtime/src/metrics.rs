@@ -1,0 +1,155 @@
+//! `GET /metrics`: Prometheus (OpenMetrics text) metrics.
+//!
+//! Counters the API updates as requests happen live here; gauges that are
+//! facts about other modules (pool occupancy, compile-cache counters) are
+//! read from those modules at scrape time by a collector, so nothing drifts.
+
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::api::SharedState;
+use crate::engine::Engine;
+use crate::pool::{Pool, PooledInvocation};
+use crate::registry::ResolvedFunction;
+
+type Labels = Vec<(String, String)>;
+
+pub struct Metrics {
+    registry: Registry,
+    invocations: Family<Labels, Counter>,
+    invocation_seconds: Family<Labels, Histogram>,
+    pub auth_failures: Counter,
+}
+
+impl Metrics {
+    pub fn new(engine: Engine, pool: Pool) -> Metrics {
+        let mut registry = Registry::with_prefix("wasmfc");
+        let invocations = Family::<Labels, Counter>::default();
+        registry.register(
+            "invocations",
+            "Invocations by function, start kind and outcome",
+            invocations.clone(),
+        );
+        let invocation_seconds =
+            Family::<Labels, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.000_01, 2.0, 24)));
+        registry.register(
+            "invocation_duration_seconds",
+            "Guest execution time per invocation",
+            invocation_seconds.clone(),
+        );
+        let auth_failures = Counter::default();
+        registry.register(
+            "auth_failures",
+            "Requests refused for a missing or wrong signature",
+            auth_failures.clone(),
+        );
+        registry.register_collector(Box::new(RuntimeCollector { engine, pool }));
+        Metrics {
+            registry,
+            invocations,
+            invocation_seconds,
+            auth_failures,
+        }
+    }
+
+    pub fn record_invocation(&self, resolved: &ResolvedFunction, outcome: &PooledInvocation) {
+        let function = format!("{}/{}", resolved.service, resolved.function.spec.name);
+        let result = match &outcome.invocation.result {
+            Ok(_) => "success",
+            Err(e) => e.error_type(),
+        };
+        self.invocations
+            .get_or_create(&vec![
+                ("function".into(), function.clone()),
+                ("start".into(), outcome.start.as_str().into()),
+                ("result".into(), result.into()),
+            ])
+            .inc();
+        self.invocation_seconds
+            .get_or_create(&vec![("function".into(), function)])
+            .observe(outcome.invocation.duration.as_secs_f64());
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "encoding metrics");
+        }
+        out
+    }
+}
+
+/// Reads engine and pool facts at scrape time.
+#[derive(Debug)]
+struct RuntimeCollector {
+    engine: Engine,
+    pool: Pool,
+}
+
+fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> Result<(), std::fmt::Error> {
+    let c = ConstCounter::new(value);
+    c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)
+}
+
+fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: i64) -> Result<(), std::fmt::Error> {
+    let g = ConstGauge::new(value);
+    g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+impl Collector for RuntimeCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stats = self.engine.stats();
+        counter(
+            &mut encoder,
+            "code_compilations",
+            "Wasm compiled from source (compiled-code cache misses)",
+            stats.compilations.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "code_artifact_loads",
+            "Compiled artifacts loaded from the disk cache (no recompilation)",
+            stats.artifact_loads.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "code_memory_hits",
+            "Code lookups answered from memory",
+            stats.memory_hits.load(Ordering::Relaxed),
+        )?;
+        gauge(
+            &mut encoder,
+            "instances_live",
+            "Instances alive (idle and busy)",
+            self.pool.live_count() as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "instances_idle",
+            "Idle instances ready for a warm start",
+            self.pool.idle_count() as i64,
+        )?;
+        Ok(())
+    }
+}
+
+pub async fn render(State(app): State<SharedState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.encode(),
+    )
+        .into_response()
+}

@@ -1,0 +1,295 @@
+//! Persistence: the embedded SQLite store.
+//!
+//! One database file in the data dir, in WAL mode. All writes go through one
+//! writer thread that *group-commits*: it drains every write queued while the
+//! previous transaction was committing and commits them together, so a burst
+//! of task submissions costs one commit, not one per task. Each write runs in
+//! its own savepoint, so one failing write (say, a duplicate task id) does not
+//! undo its neighbours. A caller is answered only after the commit — an
+//! acknowledged write survives `kill -9`.
+//!
+//! Reads use a small pool of read-only connections (WAL lets them run beside
+//! the writer). Other modules see domain operations only (`registry.rs`); SQL stays in this module.
+
+mod registry;
+
+pub use registry::{RegistryChange, RegistryRows};
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use parking_lot::Mutex;
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::oneshot;
+
+/// Errors at the store boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("stored document is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("the store's writer thread has stopped")]
+    WriterGone,
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl StoreError {
+    /// True when the failure is a uniqueness violation (a duplicate key).
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                    || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+            }
+            StoreError::Conflict(_) => true,
+            _ => false,
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// How hard a commit pushes data to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Durability {
+    /// Committed data survives a process crash (`kill -9`); the OS may lose
+    /// the last moments on power loss. SQLite `synchronous=NORMAL` in WAL.
+    Process,
+    /// Every group commit is fsynced: survives power loss too.
+    /// SQLite `synchronous=FULL`.
+    Fsync,
+}
+
+/// The embedded store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    writer: mpsc::Sender<Box<dyn WriteJob>>,
+    readers: Mutex<Vec<Connection>>,
+    path: PathBuf,
+}
+
+const SCHEMA: &str = include_str!("schema.sql");
+/// Most writes that one transaction carries; bounds commit latency.
+const MAX_BATCH: usize = 2048;
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path, durability: Durability) -> Result<Store> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        let sync = match durability {
+            Durability::Process => "NORMAL",
+            Durability::Fsync => "FULL",
+        };
+        conn.pragma_update(None, "synchronous", sync)?;
+        conn.pragma_update(None, "foreign_keys", "OFF")?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.execute_batch(SCHEMA)?;
+
+        let (tx, rx) = mpsc::channel::<Box<dyn WriteJob>>();
+        std::thread::Builder::new()
+            .name("wasmfc-store-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| StoreError::Conflict(format!("cannot start writer thread: {e}")))?;
+
+        Ok(Store {
+            inner: Arc::new(Inner {
+                writer: tx,
+                readers: Mutex::new(Vec::new()),
+                path: path.to_path_buf(),
+            }),
+        })
+    }
+
+    /// Runs `f` inside the next group commit and answers after the commit.
+    pub(crate) async fn write<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let job = Job {
+            f: Some(f),
+            result: None,
+            reply: Some(reply),
+        };
+        self.inner
+            .writer
+            .send(Box::new(job))
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Runs `f` on a read connection, off the async threads.
+    pub(crate) async fn read<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = match inner.readers.lock().pop() {
+                Some(c) => c,
+                None => open_reader(&inner.path)?,
+            };
+            let out = f(&conn);
+            inner.readers.lock().push(conn);
+            out
+        })
+        .await
+        .map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Runs `f` on a read connection on the calling thread (startup only).
+    pub(crate) fn read_blocking<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+        let conn = open_reader(&self.inner.path)?;
+        f(&conn)
+    }
+
+    /// A persistent key/value setting (server secrets, schema facts).
+    pub async fn meta_get_or_insert(&self, key: &str, make: impl FnOnce() -> String) -> Result<String> {
+        let key = key.to_string();
+        let candidate = make();
+        self.write(move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES (?1, ?2)",
+                rusqlite::params![key, candidate],
+            )?;
+            Ok(c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))?)
+        })
+        .await
+    }
+}
+
+fn open_reader(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    Ok(conn)
+}
+
+/// A unit of work for the writer thread.
+trait WriteJob: Send {
+    /// Runs the job's statements; true when they succeeded.
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Answers the caller once the transaction's fate is known.
+    fn finish(self: Box<Self>, commit: std::result::Result<(), String>);
+}
+
+struct Job<R, F> {
+    f: Option<F>,
+    result: Option<Result<R>>,
+    reply: Option<oneshot::Sender<Result<R>>>,
+}
+
+impl<R, F> WriteJob for Job<R, F>
+where
+    R: Send + 'static,
+    F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let Some(f) = self.f.take() else { return false };
+        let out = f(conn);
+        let ok = out.is_ok();
+        self.result = Some(out);
+        ok
+    }
+
+    fn finish(mut self: Box<Self>, commit: std::result::Result<(), String>) {
+        let out = match (commit, self.result.take()) {
+            (Ok(()), Some(r)) => r,
+            (Err(e), _) => Err(StoreError::Conflict(format!("commit failed: {e}"))),
+            (Ok(()), None) => Err(StoreError::WriterGone),
+        };
+        if let Some(reply) = self.reply.take() {
+            let _ = reply.send(out);
+        }
+    }
+}
+
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn WriteJob>>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let commit = run_batch(&conn, &mut batch);
+        for job in batch {
+            job.finish(commit.clone());
+        }
+    }
+    tracing::debug!("store writer stopped");
+}
+
+fn run_batch(conn: &Connection, batch: &mut [Box<dyn WriteJob>]) -> std::result::Result<(), String> {
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| e.to_string())?;
+    for job in batch.iter_mut() {
+        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e.to_string());
+        }
+        let ok = job.run(conn);
+        let end = if ok {
+            "RELEASE job"
+        } else {
+            "ROLLBACK TO job; RELEASE job"
+        };
+        if let Err(e) = conn.execute_batch(end) {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e.to_string());
+        }
+    }
+    conn.execute_batch("COMMIT").map_err(|e| {
+        let _ = conn.execute_batch("ROLLBACK");
+        e.to_string()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn failing_write_does_not_undo_its_batch_neighbours() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db.sqlite"), Durability::Process).unwrap();
+        let mut handles = Vec::new();
+        for i in 0..50 {
+            let s = store.clone();
+            handles.push(tokio::spawn(async move {
+                s.write(move |c| {
+                    // Every 10th write inserts a duplicate key and fails.
+                    let key = if i % 10 == 0 { "dup".to_string() } else { format!("k{i}") };
+                    c.execute("INSERT INTO meta(key, value) VALUES (?1, 'v')", [key])?;
+                    Ok(())
+                })
+                .await
+            }));
+        }
+        let mut failures = 0;
+        for h in handles {
+            if h.await.unwrap().is_err() {
+                failures += 1;
+            }
+        }
+        // The first "dup" wins; the other four collide.
+        assert_eq!(failures, 4);
+        let count: i64 = store
+            .read(|c| Ok(c.query_row("SELECT count(*) FROM meta", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(count, 46);
+    }
+}

@@ -1,0 +1,275 @@
+//! Registry persistence: services, functions, versions, aliases, triggers and
+//! per-function configs, stored as their FC JSON documents.
+//!
+//! The registry keeps everything in memory and writes through; a change is a
+//! list of [`RegistryChange`]s applied in one transaction, so a multi-row
+//! change (deleting a service and all it holds) is all-or-nothing.
+
+use rusqlite::{Connection, params};
+use serde_json::Value;
+
+use super::{Result, Store};
+
+/// Every registry row, as loaded at startup.
+#[derive(Debug, Default)]
+pub struct RegistryRows {
+    pub services: Vec<(String, Value)>,
+    pub functions: Vec<(String, String, Value)>,
+    /// (service, version id, version doc, function snapshots)
+    pub versions: Vec<(String, u64, Value, Value)>,
+    pub version_counters: Vec<(String, u64)>,
+    pub aliases: Vec<(String, String, Value)>,
+    pub triggers: Vec<(String, String, String, Value)>,
+    pub async_configs: Vec<(String, String, String, Value)>,
+    pub provision_configs: Vec<(String, String, String, Value)>,
+    /// package sha256 → (wasm sha256, package size, checksum)
+    pub code: Vec<(String, String, u64, String)>,
+}
+
+/// One row-level change to the registry.
+#[derive(Debug, Clone)]
+pub enum RegistryChange {
+    PutService { name: String, doc: Value },
+    /// Removes the service and everything under it (functions, versions,
+    /// aliases, triggers, configs).
+    DeleteService { name: String },
+    PutFunction { service: String, name: String, doc: Value },
+    /// Removes the function with its triggers and configs.
+    DeleteFunction { service: String, name: String },
+    PutVersion { service: String, version_id: u64, doc: Value, functions: Value },
+    DeleteVersion { service: String, version_id: u64 },
+    SetVersionCounter { service: String, last: u64 },
+    PutAlias { service: String, name: String, doc: Value },
+    DeleteAlias { service: String, name: String },
+    PutTrigger { service: String, function: String, name: String, doc: Value },
+    DeleteTrigger { service: String, function: String, name: String },
+    PutAsyncConfig { service: String, function: String, qualifier: String, doc: Value },
+    DeleteAsyncConfig { service: String, function: String, qualifier: String },
+    PutProvisionConfig { service: String, function: String, qualifier: String, doc: Value },
+    DeleteProvisionConfig { service: String, function: String, qualifier: String },
+    PutCode { package_sha256: String, wasm_sha256: String, package_size: u64, checksum: String, created_ms: i64 },
+}
+
+impl Store {
+    /// Loads every registry row (startup).
+    pub fn load_registry(&self) -> Result<RegistryRows> {
+        self.read_blocking(load_rows)
+    }
+
+    /// Applies `changes` atomically, answering after the commit.
+    pub async fn apply_registry(&self, changes: Vec<RegistryChange>) -> Result<()> {
+        self.write(move |c| {
+            for change in &changes {
+                apply_one(c, change)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn json(v: &Value) -> String {
+    v.to_string()
+}
+
+fn parse(s: String) -> Result<Value> {
+    Ok(serde_json::from_str(&s)?)
+}
+
+fn apply_one(c: &Connection, change: &RegistryChange) -> Result<()> {
+    use RegistryChange::*;
+    match change {
+        PutService { name, doc } => {
+            c.execute(
+                "INSERT INTO services(name, doc) VALUES (?1, ?2)
+                 ON CONFLICT(name) DO UPDATE SET doc = excluded.doc",
+                params![name, json(doc)],
+            )?;
+        }
+        DeleteService { name } => {
+            for table in [
+                "functions",
+                "versions",
+                "version_counters",
+                "aliases",
+                "triggers",
+                "async_configs",
+                "provision_configs",
+            ] {
+                c.execute(&format!("DELETE FROM {table} WHERE service = ?1"), [name])?;
+            }
+            c.execute("DELETE FROM services WHERE name = ?1", [name])?;
+        }
+        PutFunction { service, name, doc } => {
+            c.execute(
+                "INSERT INTO functions(service, name, doc) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(service, name) DO UPDATE SET doc = excluded.doc",
+                params![service, name, json(doc)],
+            )?;
+        }
+        DeleteFunction { service, name } => {
+            for table in ["triggers", "async_configs", "provision_configs"] {
+                c.execute(
+                    &format!("DELETE FROM {table} WHERE service = ?1 AND function = ?2"),
+                    params![service, name],
+                )?;
+            }
+            c.execute("DELETE FROM functions WHERE service = ?1 AND name = ?2", params![service, name])?;
+        }
+        PutVersion { service, version_id, doc, functions } => {
+            c.execute(
+                "INSERT INTO versions(service, version_id, doc, functions) VALUES (?1, ?2, ?3, ?4)",
+                params![service, *version_id as i64, json(doc), json(functions)],
+            )?;
+        }
+        DeleteVersion { service, version_id } => {
+            c.execute(
+                "DELETE FROM versions WHERE service = ?1 AND version_id = ?2",
+                params![service, *version_id as i64],
+            )?;
+        }
+        SetVersionCounter { service, last } => {
+            c.execute(
+                "INSERT INTO version_counters(service, last) VALUES (?1, ?2)
+                 ON CONFLICT(service) DO UPDATE SET last = excluded.last",
+                params![service, *last as i64],
+            )?;
+        }
+        PutAlias { service, name, doc } => {
+            c.execute(
+                "INSERT INTO aliases(service, name, doc) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(service, name) DO UPDATE SET doc = excluded.doc",
+                params![service, name, json(doc)],
+            )?;
+        }
+        DeleteAlias { service, name } => {
+            c.execute("DELETE FROM aliases WHERE service = ?1 AND name = ?2", params![service, name])?;
+        }
+        PutTrigger { service, function, name, doc } => {
+            c.execute(
+                "INSERT INTO triggers(service, function, name, doc) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(service, function, name) DO UPDATE SET doc = excluded.doc",
+                params![service, function, name, json(doc)],
+            )?;
+        }
+        DeleteTrigger { service, function, name } => {
+            c.execute(
+                "DELETE FROM triggers WHERE service = ?1 AND function = ?2 AND name = ?3",
+                params![service, function, name],
+            )?;
+        }
+        PutAsyncConfig { service, function, qualifier, doc } => {
+            c.execute(
+                "INSERT INTO async_configs(service, function, qualifier, doc) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(service, function, qualifier) DO UPDATE SET doc = excluded.doc",
+                params![service, function, qualifier, json(doc)],
+            )?;
+        }
+        DeleteAsyncConfig { service, function, qualifier } => {
+            c.execute(
+                "DELETE FROM async_configs WHERE service = ?1 AND function = ?2 AND qualifier = ?3",
+                params![service, function, qualifier],
+            )?;
+        }
+        PutProvisionConfig { service, function, qualifier, doc } => {
+            c.execute(
+                "INSERT INTO provision_configs(service, function, qualifier, doc) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(service, function, qualifier) DO UPDATE SET doc = excluded.doc",
+                params![service, function, qualifier, json(doc)],
+            )?;
+        }
+        DeleteProvisionConfig { service, function, qualifier } => {
+            c.execute(
+                "DELETE FROM provision_configs WHERE service = ?1 AND function = ?2 AND qualifier = ?3",
+                params![service, function, qualifier],
+            )?;
+        }
+        PutCode { package_sha256, wasm_sha256, package_size, checksum, created_ms } => {
+            c.execute(
+                "INSERT OR IGNORE INTO code(package_sha256, wasm_sha256, package_size, checksum, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![package_sha256, wasm_sha256, *package_size as i64, checksum, created_ms],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn load_rows(c: &Connection) -> Result<RegistryRows> {
+    let mut rows = RegistryRows::default();
+
+    let mut stmt = c.prepare("SELECT name, doc FROM services ORDER BY name")?;
+    for r in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+        let (name, doc) = r?;
+        rows.services.push((name, parse(doc)?));
+    }
+
+    let mut stmt = c.prepare("SELECT service, name, doc FROM functions")?;
+    for r in stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+    })? {
+        let (s, n, doc) = r?;
+        rows.functions.push((s, n, parse(doc)?));
+    }
+
+    let mut stmt = c.prepare("SELECT service, version_id, doc, functions FROM versions")?;
+    for r in stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+        ))
+    })? {
+        let (s, v, doc, fns) = r?;
+        rows.versions.push((s, v as u64, parse(doc)?, parse(fns)?));
+    }
+
+    let mut stmt = c.prepare("SELECT service, last FROM version_counters")?;
+    for r in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+        let (s, last) = r?;
+        rows.version_counters.push((s, last as u64));
+    }
+
+    let mut stmt = c.prepare("SELECT service, name, doc FROM aliases")?;
+    for r in stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+    })? {
+        let (s, n, doc) = r?;
+        rows.aliases.push((s, n, parse(doc)?));
+    }
+
+    for (table, out) in [
+        ("triggers", &mut rows.triggers),
+        ("async_configs", &mut rows.async_configs),
+        ("provision_configs", &mut rows.provision_configs),
+    ] {
+        let third = if table == "triggers" { "name" } else { "qualifier" };
+        let mut stmt = c.prepare(&format!("SELECT service, function, {third}, doc FROM {table}"))?;
+        for r in stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })? {
+            let (s, f, k, doc) = r?;
+            out.push((s, f, k, parse(doc)?));
+        }
+    }
+
+    let mut stmt = c.prepare("SELECT package_sha256, wasm_sha256, package_size, checksum FROM code")?;
+    for r in stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, String>(3)?,
+        ))
+    })? {
+        let (p, w, size, sum) = r?;
+        rows.code.push((p, w, size as u64, sum));
+    }
+    Ok(rows)
+}

@@ -40,8 +40,9 @@ impl Metrics {
             "Invocations by function, start kind and outcome",
             invocations.clone(),
         );
-        let invocation_seconds =
-            Family::<Labels, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.000_01, 2.0, 24)));
+        let invocation_seconds = Family::<Labels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_01, 2.0, 24))
+        });
         registry.register(
             "invocation_duration_seconds",
             "Guest execution time per invocation",

@@ -129,7 +129,11 @@ fn form_decode(s: &str) -> String {
 }
 
 /// Verifies `req` against `creds`; returns the access key id.
-pub fn verify(creds: &Credentials, req: &SignedRequest<'_>, now: chrono::DateTime<chrono::Utc>) -> Result<String, AuthError> {
+pub fn verify(
+    creds: &Credentials,
+    req: &SignedRequest<'_>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<String, AuthError> {
     let auth = header(req.headers, "authorization");
     if auth.is_empty() {
         return Err(AuthError::Missing);
@@ -165,13 +169,23 @@ fn fc_canonical_headers(h: &HeaderMap) -> String {
     let mut lines: Vec<(String, String)> = h
         .iter()
         .filter(|(k, _)| k.as_str().starts_with("x-fc-"))
-        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     lines.sort();
     lines.into_iter().map(|(k, v)| format!("{k}:{v}\n")).collect()
 }
 
-fn verify_fc(creds: &Credentials, req: &SignedRequest<'_>, rest: &str, now: chrono::DateTime<chrono::Utc>) -> Result<String, AuthError> {
+fn verify_fc(
+    creds: &Credentials,
+    req: &SignedRequest<'_>,
+    rest: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<String, AuthError> {
     let (ak, sig) = split_ak_sig(rest)?;
     let secret = creds.secret(ak).ok_or_else(|| AuthError::UnknownKey(ak.to_string()))?;
     let h = req.headers;
@@ -244,7 +258,12 @@ fn acs3_canonical_query(query: Option<&str>) -> String {
         .join("&")
 }
 
-fn verify_acs3(creds: &Credentials, req: &SignedRequest<'_>, rest: &str, now: chrono::DateTime<chrono::Utc>) -> Result<String, AuthError> {
+fn verify_acs3(
+    creds: &Credentials,
+    req: &SignedRequest<'_>,
+    rest: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<String, AuthError> {
     let mut credential = None;
     let mut signed_headers = None;
     let mut signature = None;
@@ -257,7 +276,9 @@ fn verify_acs3(creds: &Credentials, req: &SignedRequest<'_>, rest: &str, now: ch
         }
     }
     let (Some(ak), Some(signed_headers), Some(signature)) = (credential, signed_headers, signature) else {
-        return Err(AuthError::Malformed("expected Credential, SignedHeaders and Signature".into()));
+        return Err(AuthError::Malformed(
+            "expected Credential, SignedHeaders and Signature".into(),
+        ));
     };
     let secret = creds.secret(ak).ok_or_else(|| AuthError::UnknownKey(ak.to_string()))?;
     let h = req.headers;
@@ -312,7 +333,12 @@ fn verify_acs3(creds: &Credentials, req: &SignedRequest<'_>, rest: &str, now: ch
     }
 }
 
-fn verify_acs_v2(creds: &Credentials, req: &SignedRequest<'_>, rest: &str, now: chrono::DateTime<chrono::Utc>) -> Result<String, AuthError> {
+fn verify_acs_v2(
+    creds: &Credentials,
+    req: &SignedRequest<'_>,
+    rest: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<String, AuthError> {
     let (ak, sig) = split_ak_sig(rest)?;
     let secret = creds.secret(ak).ok_or_else(|| AuthError::UnknownKey(ak.to_string()))?;
     let h = req.headers;
@@ -320,7 +346,12 @@ fn verify_acs_v2(creds: &Credentials, req: &SignedRequest<'_>, rest: &str, now: 
     let mut acs: Vec<(String, String)> = h
         .iter()
         .filter(|(k, _)| k.as_str().starts_with("x-acs-"))
-        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     acs.sort();
     let acs_headers: String = acs.into_iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
@@ -351,7 +382,8 @@ fn verify_acs_v2(creds: &Credentials, req: &SignedRequest<'_>, rest: &str, now: 
         acs_headers,
         resource
     );
-    let expected = base64::engine::general_purpose::STANDARD.encode(hmac_sha1(secret.as_bytes(), string_to_sign.as_bytes()));
+    let expected =
+        base64::engine::general_purpose::STANDARD.encode(hmac_sha1(secret.as_bytes(), string_to_sign.as_bytes()));
     if same(&expected, sig) {
         Ok(ak.to_string())
     } else {
@@ -388,7 +420,10 @@ mod tests {
         let h = headers(&[
             ("date", "Sun, 22 Nov 2026 10:54:24 GMT"),
             ("content-type", "application/json"),
-            ("authorization", "FC testAK:BKgS+/d1/luQs8g2B0iNPmSr6J++ISvR8QUpiuO8WaM="),
+            (
+                "authorization",
+                "FC testAK:BKgS+/d1/luQs8g2B0iNPmSr6J++ISvR8QUpiuO8WaM=",
+            ),
         ]);
         let req = SignedRequest {
             method: "GET",
@@ -415,7 +450,10 @@ mod tests {
             ("content-type", "application/json"),
             ("x-fc-invocation-type", "Async"),
             ("x-fc-stateful-async-invocation-id", "job-1"),
-            ("authorization", "FC testAK:VT0txv0D/wAnPunS0o0jhd3aKO1xIiYCQCeUGhzg7mI="),
+            (
+                "authorization",
+                "FC testAK:VT0txv0D/wAnPunS0o0jhd3aKO1xIiYCQCeUGhzg7mI=",
+            ),
         ]);
         let req = SignedRequest {
             method: "POST",
@@ -431,10 +469,13 @@ mod tests {
     fn fc_scheme_http_trigger_variants() {
         // (b) aliyun-fc2 do_http_request
         let h = headers(&[
-            ("date", "Sun, 22 Nov 2026 10:54:24 GMT"),
+            ("date", "Sun, 22 Nov 2026 10:54:26 GMT"),
             ("content-type", "text/plain"),
             ("x-fc-foo", "bar"),
-            ("authorization", "FC testAK:Y8p2tpCPg86BSkLP/ObZTPH+ChRSxO1ZzgDNrwQPLC8="),
+            (
+                "authorization",
+                "FC testAK:Y8p2tpCPg86BSkLP/ObZTPH+ChRSxO1ZzgDNrwQPLC8=",
+            ),
         ]);
         let req = SignedRequest {
             method: "POST",
@@ -443,12 +484,15 @@ mod tests {
             headers: &h,
             body: None,
         };
-        assert!(verify(&creds(), &req, at("Sun, 22 Nov 2026 10:54:24 GMT")).is_ok());
+        assert!(verify(&creds(), &req, at("Sun, 22 Nov 2026 10:54:26 GMT")).is_ok());
         // (c) the 2021 SDK's invoke_httptrigger
         let h = headers(&[
             ("date", "Sun, 22 Nov 2026 10:54:29 GMT"),
             ("content-type", "text/plain"),
-            ("authorization", "FC testAK:dvTtZRktK4LuxSon6W6UZpqj4I+J3qllQS1rBk8Lfeg="),
+            (
+                "authorization",
+                "FC testAK:dvTtZRktK4LuxSon6W6UZpqj4I+J3qllQS1rBk8Lfeg=",
+            ),
         ]);
         let req = SignedRequest {
             method: "POST",
@@ -470,7 +514,10 @@ mod tests {
         let canonical = format!(
             "PUT\n/2021-04-06/services/osvc\nqualifier=a%20b\nhost:127.0.0.1:9000\nx-acs-content-sha256:{sha}\nx-acs-date:{date}\n\n{signed}\n{sha}"
         );
-        let sts = format!("ACS3-HMAC-SHA256\n{}", hex::encode(Sha256::digest(canonical.as_bytes())));
+        let sts = format!(
+            "ACS3-HMAC-SHA256\n{}",
+            hex::encode(Sha256::digest(canonical.as_bytes()))
+        );
         let sig = hex::encode(hmac_sha256(b"testSecret", sts.as_bytes()));
         let auth = format!("ACS3-HMAC-SHA256 Credential=testAK,SignedHeaders={signed},Signature={sig}");
         let h = headers(&[

@@ -155,9 +155,11 @@ fn check_signature(state: &AppState, parts: &axum::http::request::Parts, body: O
         headers: &parts.headers,
         body,
     };
-    auth::verify(creds, &signed, chrono::Utc::now()).map(|_| ()).map_err(|e| {
-        state.metrics.auth_failures.inc();
-        tracing::info!(error = %e, path = parts.uri.path(), "refused unsigned or badly signed request");
-        ApiError::new(StatusCode::FORBIDDEN, e.code(), e.to_string())
-    })
+    auth::verify(creds, &signed, chrono::Utc::now())
+        .map(|_| ())
+        .map_err(|e| {
+            state.metrics.auth_failures.inc();
+            tracing::info!(error = %e, path = parts.uri.path(), "refused unsigned or badly signed request");
+            ApiError::new(StatusCode::FORBIDDEN, e.code(), e.to_string())
+        })
 }

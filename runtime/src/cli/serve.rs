@@ -70,11 +70,7 @@ pub struct ServeCommand {
 
 impl ServeCommand {
     pub async fn run(self) -> anyhow::Result<()> {
-        let credentials = self
-            .credentials
-            .as_deref()
-            .map(Credentials::load)
-            .transpose()?;
+        let credentials = self.credentials.as_deref().map(Credentials::load).transpose()?;
         if credentials.is_none() && !self.listen.ip().is_loopback() && !self.insecure_listen_any {
             anyhow::bail!(
                 "refusing to listen on {} without --credentials: anyone who can reach it could run code. \

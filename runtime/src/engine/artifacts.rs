@@ -13,8 +13,8 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
 
-use wasmtime::component::Component;
 use wasmtime::Module;
+use wasmtime::component::Component;
 
 use super::EngineError;
 

@@ -157,7 +157,8 @@ impl StdoutStream for CaptureStream {
     }
 }
 
-const OUTPUT_LIMIT_MESSAGE: &str = "output limit exceeded: the result written to stdout is larger than the response limit";
+const OUTPUT_LIMIT_MESSAGE: &str =
+    "output limit exceeded: the result written to stdout is larger than the response limit";
 
 #[wasmtime_wasi::async_trait]
 impl Pollable for CaptureStream {

@@ -105,7 +105,14 @@ pub(super) fn link(
             match handler::GuestIndices::new(&pre) {
                 Ok(handler) => {
                     let lifecycle = lifecycle::GuestIndices::new(&pre).ok();
-                    Ok((GuestKind::EventComponent, PreparedTarget::Event { pre, handler, lifecycle }))
+                    Ok((
+                        GuestKind::EventComponent,
+                        PreparedTarget::Event {
+                            pre,
+                            handler,
+                            lifecycle,
+                        },
+                    ))
                 }
                 Err(e) => Err(EngineError::InvalidCode(format!(
                     "the component does not export `wasmfc:function/handler@0.1.0` \
@@ -205,12 +212,21 @@ fn classify(
 /// backtrace.
 fn trap_message(err: &wasmtime::Error, log: &[u8]) -> String {
     let mut message = match err.downcast_ref::<Trap>() {
-        Some(trap) => format!("wasm trap: {trap}"),
+        Some(trap) => trap.to_string(),
         None => format!("{:#}", err.root_cause()),
     };
+    // Rust writes `thread '..' panicked at file:line:col:` and the panic
+    // message on the next line.
     let text = String::from_utf8_lossy(log);
-    if let Some(panic) = text.lines().rev().find(|l| l.contains("panicked at")) {
-        message.push_str(&format!(" ({})", panic.trim()));
+    let lines: Vec<&str> = text.lines().collect();
+    if let Some(at) = lines.iter().rposition(|l| l.contains("panicked at")) {
+        let panic = lines[at..]
+            .iter()
+            .take(2)
+            .map(|l| l.trim())
+            .collect::<Vec<_>>()
+            .join(" ");
+        message.push_str(&format!(" ({panic})"));
     }
     if let Some(bt) = err.downcast_ref::<wasmtime::WasmBacktrace>() {
         message.push_str(&format!("\n{bt}"));
@@ -233,7 +249,11 @@ impl GuestInstance {
                 prepared: prepared.clone(),
                 settings,
             })),
-            PreparedTarget::Event { pre, handler, lifecycle } => {
+            PreparedTarget::Event {
+                pre,
+                handler,
+                lifecycle,
+            } => {
                 let capture = Capture::log_only(engine.config().log_limit);
                 let mut wasi = WasiCtxBuilder::new();
                 wasi.stdout(capture.stdout())
@@ -291,7 +311,11 @@ impl GuestInstance {
                         let log = capture.take().log;
                         return Err(InvokeError::Initialization(format!(
                             "{msg}{}",
-                            if log.is_empty() { String::new() } else { format!("; log: {}", String::from_utf8_lossy(&log)) }
+                            if log.is_empty() {
+                                String::new()
+                            } else {
+                                format!("; log: {}", String::from_utf8_lossy(&log))
+                            }
                         )));
                     }
                 }
@@ -348,10 +372,16 @@ impl EventInstance {
         self.store.data_mut().limiter.reset_invocation();
         let _stale = self.capture.take();
         self.store.set_epoch_deadline(1);
-        self.store.epoch_deadline_callback(epoch_callback(ctx.stop.clone(), ctx.deadline));
+        self.store
+            .epoch_deadline_callback(epoch_callback(ctx.stop.clone(), ctx.deadline));
         let wit_ctx = wit_context(ctx, self.memory_limit_mb);
 
-        let end = race(self.handler.call_handle(&mut self.store, &wit_ctx, &event), &ctx.stop, ctx.deadline).await;
+        let end = race(
+            self.handler.call_handle(&mut self.store, &wit_ctx, &event),
+            &ctx.stop,
+            ctx.deadline,
+        )
+        .await;
         let captured = self.capture.take();
         let limiter = &self.store.data().limiter;
         let result = match end {
@@ -426,7 +456,9 @@ impl CommandInstance {
                     format!("process exited with code {code}: {last}")
                 }))
             }
-            (None, CallEnd::Returned(Err(e))) => Err(classify(&e, ctx, limiter, captured.result_overflowed, &captured.log)),
+            (None, CallEnd::Returned(Err(e))) => {
+                Err(classify(&e, ctx, limiter, captured.result_overflowed, &captured.log))
+            }
             (None, CallEnd::Stopped) => Err(InvokeError::Stopped),
             (None, CallEnd::TimedOut) => Err(InvokeError::Timeout(ctx.timeout)),
             (None, CallEnd::Returned(Ok(()))) => Ok(captured.result.clone().unwrap_or_default()),
@@ -447,5 +479,11 @@ impl CommandInstance {
 
 fn last_line(log: &[u8]) -> String {
     let text = String::from_utf8_lossy(log);
-    text.trim_end().rsplit('\n').next().unwrap_or("").chars().take(512).collect()
+    text.trim_end()
+        .rsplit('\n')
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(512)
+        .collect()
 }

@@ -86,7 +86,7 @@ pub enum InvokeError {
 }
 
 fn humanize(d: Duration) -> String {
-    if d.as_millis() % 1000 == 0 {
+    if d.as_millis().is_multiple_of(1000) {
         format!("{} seconds", d.as_secs())
     } else {
         format!("{} ms", d.as_millis())

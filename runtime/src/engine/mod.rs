@@ -168,7 +168,9 @@ impl Drop for EngineInner {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("config", &self.inner.config).finish_non_exhaustive()
+        f.debug_struct("Engine")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -315,7 +317,10 @@ impl Engine {
             }
             artifacts::CacheOutcome::Loaded => {
                 inner.stats.artifact_loads.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(wasm_sha256, "loaded compiled artifact from the disk cache (no recompilation)");
+                tracing::info!(
+                    wasm_sha256,
+                    "loaded compiled artifact from the disk cache (no recompilation)"
+                );
             }
         }
         let (kind, target) = instance::link(&inner.module_linker, &inner.component_linker, compiled)?;

@@ -23,7 +23,9 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::engine::{Engine, GuestInstance, InstanceSettings, Invocation, InvocationContext, InvokeError, Prepared, StopHandle};
+use crate::engine::{
+    Engine, GuestInstance, InstanceSettings, Invocation, InvocationContext, InvokeError, Prepared, StopHandle,
+};
 use crate::registry::{CodeDir, FunctionEntry, ResolvedFunction};
 
 /// Pool settings (from `wasmfc serve` flags).
@@ -139,7 +141,9 @@ struct Inner {
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pool").field("config", &self.inner.config).finish_non_exhaustive()
+        f.debug_struct("Pool")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -203,7 +207,11 @@ impl Pool {
         };
         let invocation = slot.instance.invoke(ctx, event).await;
         slot.uses += 1;
-        let survives = invocation.result.as_ref().err().is_none_or(InvokeError::instance_survives);
+        let survives = invocation
+            .result
+            .as_ref()
+            .err()
+            .is_none_or(InvokeError::instance_survives);
         if survives && fp.entry.spec.kind.reusable() && slot.uses < self.inner.config.max_reuse {
             fp.idle.lock().push(IdleSlot {
                 slot,
@@ -238,7 +246,10 @@ impl Pool {
 
     /// Takes a per-function and a global instance permit, evicting idle
     /// instances of other functions when the global cap is the obstacle.
-    async fn reserve(&self, fp: &Arc<FunctionPool>) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), InvokeError> {
+    async fn reserve(
+        &self,
+        fp: &Arc<FunctionPool>,
+    ) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), InvokeError> {
         let deadline = tokio::time::Instant::now() + self.inner.config.acquire_timeout;
         let throttled = || {
             InvokeError::Capacity(format!(
@@ -268,7 +279,13 @@ impl Pool {
     fn evict_one_idle(&self) -> bool {
         let mut oldest: Option<(Instant, Arc<FunctionPool>)> = None;
         for fp in self.inner.functions.iter() {
-            if let Some(since) = fp.idle.lock().iter().filter(|i| !i.slot.provisioned).map(|i| i.since).min()
+            if let Some(since) = fp
+                .idle
+                .lock()
+                .iter()
+                .filter(|i| !i.slot.provisioned)
+                .map(|i| i.since)
+                .min()
                 && oldest.as_ref().is_none_or(|(t, _)| since < *t)
             {
                 oldest = Some((since, fp.value().clone()));
@@ -296,17 +313,19 @@ impl Pool {
     async fn create(&self, fp: &FunctionPool, ctx: &InvocationContext) -> Result<GuestInstance, InvokeError> {
         let prepared = self.prepared(&fp.entry).await?;
         let spec = &fp.entry.spec;
-        let init_ctx = spec.initializer.then(|| InvocationContext::new(
-            ctx.request_id.clone(),
-            ctx.service.clone(),
-            ctx.function.clone(),
-            ctx.qualifier.clone(),
-            ctx.version_id.clone(),
-            Duration::from_secs(spec.initialization_timeout_s),
-            ctx.task_id.clone(),
-            ctx.attempt,
-            ctx.stop.clone(),
-        ));
+        let init_ctx = spec.initializer.then(|| {
+            InvocationContext::new(
+                ctx.request_id.clone(),
+                ctx.service.clone(),
+                ctx.function.clone(),
+                ctx.qualifier.clone(),
+                ctx.version_id.clone(),
+                Duration::from_secs(spec.initialization_timeout_s),
+                ctx.task_id.clone(),
+                ctx.attempt,
+                ctx.stop.clone(),
+            )
+        });
         self.inner
             .engine
             .instantiate(prepared, fp.settings.clone(), init_ctx.as_ref())
@@ -343,7 +362,9 @@ impl Pool {
                         .lock()
                         .retain(|i| i.slot.provisioned || i.since.elapsed() < timeout);
                     // Keep the function's pool while anything references it.
-                    !fp.idle.lock().is_empty() || Arc::strong_count(fp) > 1 || fp.permits.available_permits() < inner.config.max_instances_per_function
+                    !fp.idle.lock().is_empty()
+                        || Arc::strong_count(fp) > 1
+                        || fp.permits.available_permits() < inner.config.max_instances_per_function
                 });
             }
         });

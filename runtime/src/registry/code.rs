@@ -64,8 +64,16 @@ pub fn unpack(package: Bytes, handler: &str) -> Result<Package, RegistryError> {
     let wanted = [handler.to_string(), format!("{handler}.wasm"), format!("{stem}.wasm")];
     let chosen = wanted
         .iter()
-        .find(|w| wasm_names.iter().any(|n| n == *w || n.trim_start_matches("./") == w.as_str()))
-        .and_then(|w| wasm_names.iter().find(|n| *n == w || n.trim_start_matches("./") == w.as_str()))
+        .find(|w| {
+            wasm_names
+                .iter()
+                .any(|n| n == *w || n.trim_start_matches("./") == w.as_str())
+        })
+        .and_then(|w| {
+            wasm_names
+                .iter()
+                .find(|n| *n == w || n.trim_start_matches("./") == w.as_str())
+        })
         .cloned()
         .or_else(|| (wasm_names.len() == 1).then(|| wasm_names[0].clone()));
     let Some(name) = chosen else {

@@ -22,7 +22,9 @@ impl Fields {
         }
         match serde_json::from_slice::<Value>(body) {
             Ok(Value::Object(map)) => Ok(Fields { map }),
-            Ok(_) => Err(RegistryError::InvalidArgument("request body must be a JSON object".into())),
+            Ok(_) => Err(RegistryError::InvalidArgument(
+                "request body must be a JSON object".into(),
+            )),
             Err(e) => Err(RegistryError::InvalidArgument(format!("malformed JSON body: {e}"))),
         }
     }

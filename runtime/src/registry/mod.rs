@@ -74,6 +74,11 @@ impl From<EngineError> for RegistryError {
 
 type Result<T, E = RegistryError> = std::result::Result<T, E>;
 
+/// An FC resource object, as its JSON document.
+pub type Doc = Map<String, Value>;
+/// One page of a list operation: the items and the next page's token.
+pub type Page = (Vec<Doc>, Option<String>);
+
 /// The typed view of a function document: what the runtime acts on.
 #[derive(Debug, Clone)]
 pub struct FunctionSpec {
@@ -105,7 +110,11 @@ impl FunctionSpec {
             function_id: f.str("functionId")?.unwrap_or_default(),
             timeout_s: f.int("timeout", 1, 86_400)?.unwrap_or(3) as u64,
             memory_mb: f.int("memorySize", 1, 4096)?.unwrap_or(128) as u64,
-            env: f.string_map("environmentVariables")?.unwrap_or_default().into_iter().collect(),
+            env: f
+                .string_map("environmentVariables")?
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
             initializer: f.str("initializer")?.is_some_and(|s| !s.is_empty()),
             initialization_timeout_s: f.int("initializationTimeout", 1, 300)?.unwrap_or(3) as u64,
             instance_concurrency: f.int("instanceConcurrency", 1, 200)?.unwrap_or(1) as u32,
@@ -324,7 +333,13 @@ impl Registry {
                 for (name, f) in as_map(fns) {
                     functions.insert(name, FunctionEntry::new(as_map(f))?);
                 }
-                s.versions.insert(id, Version { doc: as_map(doc), functions });
+                s.versions.insert(
+                    id,
+                    Version {
+                        doc: as_map(doc),
+                        functions,
+                    },
+                );
             }
         }
         for (svc, last) in rows.version_counters {
@@ -432,7 +447,12 @@ impl Registry {
         })
     }
 
-    pub async fn update_service(&self, name: &str, body: &Fields, if_match: Option<&str>) -> Result<Map<String, Value>> {
+    pub async fn update_service(
+        &self,
+        name: &str,
+        body: &Fields,
+        if_match: Option<&str>,
+    ) -> Result<Map<String, Value>> {
         let _guard = self.inner.write_lock.lock().await;
         let mut doc = self.service_entry(name, |s| Ok(s.doc.clone()))?;
         check_if_match(&doc, if_match)?;
@@ -474,7 +494,7 @@ impl Registry {
         Ok(())
     }
 
-    pub fn list_services(&self, q: &ListQuery) -> Result<(Vec<Map<String, Value>>, Option<String>)> {
+    pub fn list_services(&self, q: &ListQuery) -> Result<Page> {
         self.read(|s| q.page(s.services.iter().map(|(k, v)| (k.clone(), v.doc.clone()))))
     }
 
@@ -503,7 +523,9 @@ impl Registry {
 
     fn decode_zip_file(&self, body: &Fields) -> Result<Option<Bytes>> {
         use base64::Engine as _;
-        let Some(code) = body.object("code")? else { return Ok(None) };
+        let Some(code) = body.object("code")? else {
+            return Ok(None);
+        };
         let code = Fields::from_map(code);
         if code.has("ossBucketName") || code.has("ossObjectName") {
             return Err(RegistryError::InvalidArgument(
@@ -534,7 +556,9 @@ impl Registry {
             .ok_or_else(|| RegistryError::InvalidArgument("code is required".into()))?;
         self.service_entry(service, |_| Ok(()))?;
         if body.str("runtime")?.is_none() {
-            return Err(RegistryError::InvalidArgument("runtime is required (use \"wasm\")".into()));
+            return Err(RegistryError::InvalidArgument(
+                "runtime is required (use \"wasm\")".into(),
+            ));
         }
         let handler = body.str("handler")?.unwrap_or_else(|| "index.handler".into());
         let mut doc = new_function_doc(&name);
@@ -550,12 +574,21 @@ impl Registry {
     }
 
     /// Replaces a function's settings and/or code.
-    pub async fn update_function(&self, service: &str, name: &str, body: &Fields, if_match: Option<&str>) -> Result<Map<String, Value>> {
+    pub async fn update_function(
+        &self,
+        service: &str,
+        name: &str,
+        body: &Fields,
+        if_match: Option<&str>,
+    ) -> Result<Map<String, Value>> {
         let current = self.service_entry(service, |s| {
-            s.functions.get(name).cloned().ok_or_else(|| RegistryError::FunctionNotFound {
-                service: service.into(),
-                function: name.into(),
-            })
+            s.functions
+                .get(name)
+                .cloned()
+                .ok_or_else(|| RegistryError::FunctionNotFound {
+                    service: service.into(),
+                    function: name.into(),
+                })
         })?;
         check_if_match(&current.doc, if_match)?;
         let mut doc = current.doc.clone();
@@ -568,10 +601,13 @@ impl Registry {
         let _guard = self.inner.write_lock.lock().await;
         // Re-read under the lock: a concurrent delete must win.
         self.service_entry(service, |s| {
-            s.functions.get(name).map(|_| ()).ok_or_else(|| RegistryError::FunctionNotFound {
-                service: service.into(),
-                function: name.into(),
-            })
+            s.functions
+                .get(name)
+                .map(|_| ())
+                .ok_or_else(|| RegistryError::FunctionNotFound {
+                    service: service.into(),
+                    function: name.into(),
+                })
         })?;
         let code_change = match ingested {
             Some((pkg, kind, has_init)) => set_code(&mut doc, &pkg, kind, has_init)?,
@@ -619,7 +655,11 @@ impl Registry {
         let mut st = self.inner.state.write();
         st.code.insert(
             entry.spec.package_sha256.clone(),
-            (entry.spec.wasm_sha256.clone(), code_size(&doc), entry.spec.code_checksum.clone()),
+            (
+                entry.spec.wasm_sha256.clone(),
+                code_size(&doc),
+                entry.spec.code_checksum.clone(),
+            ),
         );
         if let Some(s) = st.services.get_mut(service) {
             s.functions.insert(name.into(), entry);
@@ -633,16 +673,24 @@ impl Registry {
                 None => &s.functions,
                 Some(v) => &s.versions[&v].functions,
             };
-            functions.get(name).cloned().ok_or_else(|| RegistryError::FunctionNotFound {
-                service: service.into(),
-                function: name.into(),
-            })
+            functions
+                .get(name)
+                .cloned()
+                .ok_or_else(|| RegistryError::FunctionNotFound {
+                    service: service.into(),
+                    function: name.into(),
+                })
         })
     }
 
     /// Deletes a function with its triggers and configs. Returns the entry
     /// so callers can release what depended on it.
-    pub async fn delete_function(&self, service: &str, name: &str, if_match: Option<&str>) -> Result<Arc<FunctionEntry>> {
+    pub async fn delete_function(
+        &self,
+        service: &str,
+        name: &str,
+        if_match: Option<&str>,
+    ) -> Result<Arc<FunctionEntry>> {
         let _guard = self.inner.write_lock.lock().await;
         let entry = self.get_function(service, None, name)?;
         check_if_match(&entry.doc, if_match)?;
@@ -660,7 +708,12 @@ impl Registry {
         Ok(entry)
     }
 
-    pub fn list_functions(&self, service: &str, qualifier: Option<&str>, q: &ListQuery) -> Result<(Vec<Map<String, Value>>, Option<String>)> {
+    pub fn list_functions(
+        &self,
+        service: &str,
+        qualifier: Option<&str>,
+        q: &ListQuery,
+    ) -> Result<Page> {
         self.service_entry(service, |s| {
             let functions = match resolve_version(service, s, qualifier.unwrap_or("LATEST"))? {
                 None => &s.functions,
@@ -740,13 +793,24 @@ impl Registry {
         .await?;
         if let Some(s) = self.inner.state.write().services.get_mut(service) {
             s.last_version = id;
-            s.versions.insert(id, Version { doc: doc.clone(), functions });
+            s.versions.insert(
+                id,
+                Version {
+                    doc: doc.clone(),
+                    functions,
+                },
+            );
         }
         Ok(doc)
     }
 
     /// Lists versions, newest first unless `direction` is `FORWARD`.
-    pub fn list_versions(&self, service: &str, q: &ListQuery, direction: Option<&str>) -> Result<(Vec<Map<String, Value>>, Option<String>, String)> {
+    pub fn list_versions(
+        &self,
+        service: &str,
+        q: &ListQuery,
+        direction: Option<&str>,
+    ) -> Result<(Vec<Doc>, Option<String>, String)> {
         let forward = match direction {
             None | Some("") | Some("BACKWARD") => false,
             Some("FORWARD") => true,
@@ -762,12 +826,24 @@ impl Registry {
                 .next_token
                 .as_deref()
                 .or(q.start_key.as_deref())
-                .map(|t| t.parse().map_err(|_| RegistryError::InvalidArgument(format!("invalid nextToken/startKey '{t}'"))))
+                .map(|t| {
+                    t.parse()
+                        .map_err(|_| RegistryError::InvalidArgument(format!("invalid nextToken/startKey '{t}'")))
+                })
                 .transpose()?;
             let ids: Vec<u64> = if forward {
-                s.versions.keys().copied().filter(|v| start.is_none_or(|st| *v >= st)).collect()
+                s.versions
+                    .keys()
+                    .copied()
+                    .filter(|v| start.is_none_or(|st| *v >= st))
+                    .collect()
             } else {
-                s.versions.keys().rev().copied().filter(|v| start.is_none_or(|st| *v <= st)).collect()
+                s.versions
+                    .keys()
+                    .rev()
+                    .copied()
+                    .filter(|v| start.is_none_or(|st| *v <= st))
+                    .collect()
             };
             let next = ids.get(limit).map(|v| v.to_string());
             let page = ids.iter().take(limit).map(|v| s.versions[v].doc.clone()).collect();
@@ -847,14 +923,23 @@ impl Registry {
 
     pub fn get_alias(&self, service: &str, name: &str) -> Result<Map<String, Value>> {
         self.service_entry(service, |s| {
-            s.aliases.get(name).cloned().ok_or_else(|| RegistryError::AliasNotFound {
-                service: service.into(),
-                alias: name.into(),
-            })
+            s.aliases
+                .get(name)
+                .cloned()
+                .ok_or_else(|| RegistryError::AliasNotFound {
+                    service: service.into(),
+                    alias: name.into(),
+                })
         })
     }
 
-    pub async fn update_alias(&self, service: &str, name: &str, body: &Fields, if_match: Option<&str>) -> Result<Map<String, Value>> {
+    pub async fn update_alias(
+        &self,
+        service: &str,
+        name: &str,
+        body: &Fields,
+        if_match: Option<&str>,
+    ) -> Result<Map<String, Value>> {
         let _guard = self.inner.write_lock.lock().await;
         let mut doc = self.get_alias(service, name)?;
         check_if_match(&doc, if_match)?;
@@ -887,8 +972,10 @@ impl Registry {
         Ok(())
     }
 
-    pub fn list_aliases(&self, service: &str, q: &ListQuery) -> Result<(Vec<Map<String, Value>>, Option<String>)> {
-        self.service_entry(service, |s| q.page(s.aliases.iter().map(|(k, v)| (k.clone(), v.clone()))))
+    pub fn list_aliases(&self, service: &str, q: &ListQuery) -> Result<Page> {
+        self.service_entry(service, |s| {
+            q.page(s.aliases.iter().map(|(k, v)| (k.clone(), v.clone())))
+        })
     }
 
     fn apply_alias_fields(&self, service: &str, body: &Fields, doc: &mut Map<String, Value>) -> Result<()> {
@@ -918,7 +1005,9 @@ impl Registry {
             for (v, weight) in &w {
                 check_version(v)?;
                 let weight = weight.as_f64().filter(|x| (0.0..=1.0).contains(x)).ok_or_else(|| {
-                    RegistryError::InvalidArgument(format!("additionalVersionWeight.{v} must be a number between 0 and 1"))
+                    RegistryError::InvalidArgument(format!(
+                        "additionalVersionWeight.{v} must be a number between 0 and 1"
+                    ))
                 })?;
                 total += weight;
             }
@@ -937,7 +1026,13 @@ impl Registry {
 
     /// The function named by a config's (service, qualifier, function) must
     /// exist; LATEST is allowed unless `versioned_only`.
-    pub fn check_config_target(&self, service: &str, qualifier: &str, function: &str, versioned_only: bool) -> Result<()> {
+    pub fn check_config_target(
+        &self,
+        service: &str,
+        qualifier: &str,
+        function: &str,
+        versioned_only: bool,
+    ) -> Result<()> {
         if versioned_only && matches!(parse_qualifier(Some(qualifier)), Qualifier::Latest) {
             return Err(RegistryError::InvalidArgument(
                 "the qualifier must be a version or an alias, not LATEST".into(),
@@ -946,7 +1041,14 @@ impl Registry {
         self.resolve(service, Some(qualifier), function).map(|_| ())
     }
 
-    pub async fn put_function_config(&self, table: ConfigTable, service: &str, function: &str, qualifier: &str, doc: Map<String, Value>) -> Result<Map<String, Value>> {
+    pub async fn put_function_config(
+        &self,
+        table: ConfigTable,
+        service: &str,
+        function: &str,
+        qualifier: &str,
+        doc: Map<String, Value>,
+    ) -> Result<Map<String, Value>> {
         let _guard = self.inner.write_lock.lock().await;
         let change = match table {
             ConfigTable::AsyncInvoke => RegistryChange::PutAsyncConfig {
@@ -973,7 +1075,13 @@ impl Registry {
         Ok(doc)
     }
 
-    pub fn get_function_config(&self, table: ConfigTable, service: &str, function: &str, qualifier: &str) -> Option<Map<String, Value>> {
+    pub fn get_function_config(
+        &self,
+        table: ConfigTable,
+        service: &str,
+        function: &str,
+        qualifier: &str,
+    ) -> Option<Map<String, Value>> {
         self.read(|s| {
             let svc = s.services.get(service)?;
             let key = (function.to_string(), qualifier.to_string());
@@ -984,7 +1092,13 @@ impl Registry {
         })
     }
 
-    pub async fn delete_function_config(&self, table: ConfigTable, service: &str, function: &str, qualifier: &str) -> Result<bool> {
+    pub async fn delete_function_config(
+        &self,
+        table: ConfigTable,
+        service: &str,
+        function: &str,
+        qualifier: &str,
+    ) -> Result<bool> {
         let _guard = self.inner.write_lock.lock().await;
         if self.get_function_config(table, service, function, qualifier).is_none() {
             return Ok(false);
@@ -1014,7 +1128,13 @@ impl Registry {
 
     /// Every config of `table`, optionally filtered, as (service, function,
     /// qualifier, doc), sorted.
-    pub fn list_function_configs(&self, table: ConfigTable, service: Option<&str>, function: Option<&str>, qualifier: Option<&str>) -> Vec<(String, String, String, Map<String, Value>)> {
+    pub fn list_function_configs(
+        &self,
+        table: ConfigTable,
+        service: Option<&str>,
+        function: Option<&str>,
+        qualifier: Option<&str>,
+    ) -> Vec<(String, String, String, Map<String, Value>)> {
         self.read(|s| {
             let mut out = Vec::new();
             for (svc_name, svc) in &s.services {
@@ -1123,7 +1243,9 @@ fn pick_weighted(s: &ServiceEntry, alias: &str, main: u64) -> Option<u64> {
 fn apply_service_fields(body: &Fields, doc: &mut Map<String, Value>) -> Result<()> {
     if let Some(d) = body.str("description")? {
         if d.len() > 256 {
-            return Err(RegistryError::InvalidArgument("description is longer than 256 characters".into()));
+            return Err(RegistryError::InvalidArgument(
+                "description is longer than 256 characters".into(),
+            ));
         }
         doc.insert("description".into(), json!(d));
     }
@@ -1168,7 +1290,9 @@ fn apply_function_fields(body: &Fields, doc: &mut Map<String, Value>) -> Result<
     }
     if let Some(d) = body.str("description")? {
         if d.len() > 256 {
-            return Err(RegistryError::InvalidArgument("description is longer than 256 characters".into()));
+            return Err(RegistryError::InvalidArgument(
+                "description is longer than 256 characters".into(),
+            ));
         }
         doc.insert("description".into(), json!(d));
     }
@@ -1215,7 +1339,10 @@ fn apply_function_fields(body: &Fields, doc: &mut Map<String, Value>) -> Result<
 
 /// An initializer needs a guest that exports one.
 fn check_initializer(doc: &Map<String, Value>) -> Result<()> {
-    let wants = doc.get("initializer").and_then(Value::as_str).is_some_and(|s| !s.is_empty());
+    let wants = doc
+        .get("initializer")
+        .and_then(Value::as_str)
+        .is_some_and(|s| !s.is_empty());
     let has = doc
         .get("wasmfc")
         .and_then(|w| w.get("hasInitializer"))
@@ -1233,7 +1360,12 @@ fn check_initializer(doc: &Map<String, Value>) -> Result<()> {
 }
 
 /// Points a function document at new code; returns the code row to store.
-fn set_code(doc: &mut Map<String, Value>, pkg: &code::Package, kind: GuestKind, has_initializer: bool) -> Result<Option<RegistryChange>> {
+fn set_code(
+    doc: &mut Map<String, Value>,
+    pkg: &code::Package,
+    kind: GuestKind,
+    has_initializer: bool,
+) -> Result<Option<RegistryChange>> {
     let package_sha = sha256_hex(&pkg.package);
     let wasm_sha = sha256_hex(&pkg.wasm);
     let checksum = crc64(&pkg.package).to_string();

@@ -169,10 +169,7 @@ impl Store {
 }
 
 fn open_reader(path: &Path) -> Result<Connection> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     conn.busy_timeout(std::time::Duration::from_secs(30))?;
     Ok(conn)
 }
@@ -271,7 +268,11 @@ mod tests {
             handles.push(tokio::spawn(async move {
                 s.write(move |c| {
                     // Every 10th write inserts a duplicate key and fails.
-                    let key = if i % 10 == 0 { "dup".to_string() } else { format!("k{i}") };
+                    let key = if i % 10 == 0 {
+                        "dup".to_string()
+                    } else {
+                        format!("k{i}")
+                    };
                     c.execute("INSERT INTO meta(key, value) VALUES (?1, 'v')", [key])?;
                     Ok(())
                 })

@@ -29,25 +29,88 @@ pub struct RegistryRows {
 /// One row-level change to the registry.
 #[derive(Debug, Clone)]
 pub enum RegistryChange {
-    PutService { name: String, doc: Value },
+    PutService {
+        name: String,
+        doc: Value,
+    },
     /// Removes the service and everything under it (functions, versions,
     /// aliases, triggers, configs).
-    DeleteService { name: String },
-    PutFunction { service: String, name: String, doc: Value },
+    DeleteService {
+        name: String,
+    },
+    PutFunction {
+        service: String,
+        name: String,
+        doc: Value,
+    },
     /// Removes the function with its triggers and configs.
-    DeleteFunction { service: String, name: String },
-    PutVersion { service: String, version_id: u64, doc: Value, functions: Value },
-    DeleteVersion { service: String, version_id: u64 },
-    SetVersionCounter { service: String, last: u64 },
-    PutAlias { service: String, name: String, doc: Value },
-    DeleteAlias { service: String, name: String },
-    PutTrigger { service: String, function: String, name: String, doc: Value },
-    DeleteTrigger { service: String, function: String, name: String },
-    PutAsyncConfig { service: String, function: String, qualifier: String, doc: Value },
-    DeleteAsyncConfig { service: String, function: String, qualifier: String },
-    PutProvisionConfig { service: String, function: String, qualifier: String, doc: Value },
-    DeleteProvisionConfig { service: String, function: String, qualifier: String },
-    PutCode { package_sha256: String, wasm_sha256: String, package_size: u64, checksum: String, created_ms: i64 },
+    DeleteFunction {
+        service: String,
+        name: String,
+    },
+    PutVersion {
+        service: String,
+        version_id: u64,
+        doc: Value,
+        functions: Value,
+    },
+    DeleteVersion {
+        service: String,
+        version_id: u64,
+    },
+    SetVersionCounter {
+        service: String,
+        last: u64,
+    },
+    PutAlias {
+        service: String,
+        name: String,
+        doc: Value,
+    },
+    DeleteAlias {
+        service: String,
+        name: String,
+    },
+    PutTrigger {
+        service: String,
+        function: String,
+        name: String,
+        doc: Value,
+    },
+    DeleteTrigger {
+        service: String,
+        function: String,
+        name: String,
+    },
+    PutAsyncConfig {
+        service: String,
+        function: String,
+        qualifier: String,
+        doc: Value,
+    },
+    DeleteAsyncConfig {
+        service: String,
+        function: String,
+        qualifier: String,
+    },
+    PutProvisionConfig {
+        service: String,
+        function: String,
+        qualifier: String,
+        doc: Value,
+    },
+    DeleteProvisionConfig {
+        service: String,
+        function: String,
+        qualifier: String,
+    },
+    PutCode {
+        package_sha256: String,
+        wasm_sha256: String,
+        package_size: u64,
+        checksum: String,
+        created_ms: i64,
+    },
 }
 
 impl Store {
@@ -114,9 +177,17 @@ fn apply_one(c: &Connection, change: &RegistryChange) -> Result<()> {
                     params![service, name],
                 )?;
             }
-            c.execute("DELETE FROM functions WHERE service = ?1 AND name = ?2", params![service, name])?;
+            c.execute(
+                "DELETE FROM functions WHERE service = ?1 AND name = ?2",
+                params![service, name],
+            )?;
         }
-        PutVersion { service, version_id, doc, functions } => {
+        PutVersion {
+            service,
+            version_id,
+            doc,
+            functions,
+        } => {
             c.execute(
                 "INSERT INTO versions(service, version_id, doc, functions) VALUES (?1, ?2, ?3, ?4)",
                 params![service, *version_id as i64, json(doc), json(functions)],
@@ -143,48 +214,84 @@ fn apply_one(c: &Connection, change: &RegistryChange) -> Result<()> {
             )?;
         }
         DeleteAlias { service, name } => {
-            c.execute("DELETE FROM aliases WHERE service = ?1 AND name = ?2", params![service, name])?;
+            c.execute(
+                "DELETE FROM aliases WHERE service = ?1 AND name = ?2",
+                params![service, name],
+            )?;
         }
-        PutTrigger { service, function, name, doc } => {
+        PutTrigger {
+            service,
+            function,
+            name,
+            doc,
+        } => {
             c.execute(
                 "INSERT INTO triggers(service, function, name, doc) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(service, function, name) DO UPDATE SET doc = excluded.doc",
                 params![service, function, name, json(doc)],
             )?;
         }
-        DeleteTrigger { service, function, name } => {
+        DeleteTrigger {
+            service,
+            function,
+            name,
+        } => {
             c.execute(
                 "DELETE FROM triggers WHERE service = ?1 AND function = ?2 AND name = ?3",
                 params![service, function, name],
             )?;
         }
-        PutAsyncConfig { service, function, qualifier, doc } => {
+        PutAsyncConfig {
+            service,
+            function,
+            qualifier,
+            doc,
+        } => {
             c.execute(
                 "INSERT INTO async_configs(service, function, qualifier, doc) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(service, function, qualifier) DO UPDATE SET doc = excluded.doc",
                 params![service, function, qualifier, json(doc)],
             )?;
         }
-        DeleteAsyncConfig { service, function, qualifier } => {
+        DeleteAsyncConfig {
+            service,
+            function,
+            qualifier,
+        } => {
             c.execute(
                 "DELETE FROM async_configs WHERE service = ?1 AND function = ?2 AND qualifier = ?3",
                 params![service, function, qualifier],
             )?;
         }
-        PutProvisionConfig { service, function, qualifier, doc } => {
+        PutProvisionConfig {
+            service,
+            function,
+            qualifier,
+            doc,
+        } => {
             c.execute(
                 "INSERT INTO provision_configs(service, function, qualifier, doc) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(service, function, qualifier) DO UPDATE SET doc = excluded.doc",
                 params![service, function, qualifier, json(doc)],
             )?;
         }
-        DeleteProvisionConfig { service, function, qualifier } => {
+        DeleteProvisionConfig {
+            service,
+            function,
+            qualifier,
+        } => {
             c.execute(
                 "DELETE FROM provision_configs WHERE service = ?1 AND function = ?2 AND qualifier = ?3",
                 params![service, function, qualifier],
             )?;
         }
-        PutCode { package_sha256, wasm_sha256, package_size, checksum, created_ms } => {
+        PutCode {
+            package_sha256,
+            wasm_sha256,
+            package_size,
+            checksum,
+            created_ms,
+        } => {
             c.execute(
                 "INSERT OR IGNORE INTO code(package_sha256, wasm_sha256, package_size, checksum, created_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5)",

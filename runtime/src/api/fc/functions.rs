@@ -32,7 +32,12 @@ pub async fn get(State(app): State<SharedState>, scope: Scope) -> ApiResult<Resp
     Ok(object(entry.doc.clone()))
 }
 
-pub async fn update(State(app): State<SharedState>, scope: Scope, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+pub async fn update(
+    State(app): State<SharedState>,
+    scope: Scope,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
     let fields = Fields::parse(&body)?;
     let doc = app
         .registry
@@ -58,7 +63,12 @@ pub async fn list(State(app): State<SharedState>, scope: Scope) -> ApiResult<Res
 }
 
 /// The raw upload: `PUT .../functions/{f}/code` with `application/wasm`.
-pub async fn put_code(State(app): State<SharedState>, scope: Scope, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+pub async fn put_code(
+    State(app): State<SharedState>,
+    scope: Scope,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -98,7 +108,11 @@ pub async fn get_code(State(app): State<SharedState>, scope: Scope, headers: Hea
     Ok(super::json(json!({ "url": url, "checksum": checksum })))
 }
 
-pub async fn download(State(app): State<SharedState>, Path(package): Path<String>, query: QueryMap) -> ApiResult<Response> {
+pub async fn download(
+    State(app): State<SharedState>,
+    Path(package): Path<String>,
+    query: QueryMap,
+) -> ApiResult<Response> {
     let expires = query.int("expires")?.unwrap_or(0);
     let sig = query.get("signature").unwrap_or("");
     let expected = url_signature(&app, &package, expires);

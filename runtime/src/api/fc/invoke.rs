@@ -44,14 +44,21 @@ pub fn invocation_type(headers: &HeaderMap) -> Result<InvocationType, ApiError> 
     }
 }
 
-pub async fn invoke(State(app): State<SharedState>, scope: Scope, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+pub async fn invoke(
+    State(app): State<SharedState>,
+    scope: Scope,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
     let kind = invocation_type(&headers)?;
     let resolved = app
         .registry
         .resolve(&scope.service, scope.qualifier(), scope.function())?;
     match kind {
         InvocationType::Sync => Ok(invoke_sync(&app, &resolved, &headers, body).await),
-        InvocationType::Async => Err(ApiError::invalid("asynchronous invocations are not enabled on this server")),
+        InvocationType::Async => Err(ApiError::invalid(
+            "asynchronous invocations are not enabled on this server",
+        )),
     }
 }
 

@@ -31,7 +31,10 @@ pub fn routes() -> Router<SharedState> {
             "/services/{service}",
             get(services::get).put(services::update).delete(services::delete),
         )
-        .route("/services/{service}/functions", post(functions::create).get(functions::list))
+        .route(
+            "/services/{service}/functions",
+            post(functions::create).get(functions::list),
+        )
         .route(
             "/services/{service}/functions/{function}",
             get(functions::get).put(functions::update).delete(functions::delete),
@@ -40,10 +43,19 @@ pub fn routes() -> Router<SharedState> {
             "/services/{service}/functions/{function}/code",
             get(functions::get_code).put(functions::put_code),
         )
-        .route("/services/{service}/functions/{function}/invocations", post(invoke::invoke))
-        .route("/services/{service}/versions", post(versions::publish).get(versions::list))
+        .route(
+            "/services/{service}/functions/{function}/invocations",
+            post(invoke::invoke),
+        )
+        .route(
+            "/services/{service}/versions",
+            post(versions::publish).get(versions::list),
+        )
         .route("/services/{service}/versions/{version}", delete(versions::delete))
-        .route("/services/{service}/aliases", post(versions::create_alias).get(versions::list_aliases))
+        .route(
+            "/services/{service}/aliases",
+            post(versions::create_alias).get(versions::list_aliases),
+        )
         .route(
             "/services/{service}/aliases/{alias}",
             get(versions::get_alias)
@@ -90,7 +102,9 @@ impl QueryMap {
             .map(|v| match v.to_ascii_lowercase().as_str() {
                 "true" => Ok(true),
                 "false" => Ok(false),
-                _ => Err(ApiError::invalid(format!("query parameter {key} must be true or false, got '{v}'"))),
+                _ => Err(ApiError::invalid(format!(
+                    "query parameter {key} must be true or false, got '{v}'"
+                ))),
             })
             .transpose()
     }
@@ -196,7 +210,10 @@ pub fn object(doc: Map<String, Value>) -> Response {
 /// A list page: `{<field>: [...], "nextToken": ...}`.
 pub fn page(field: &str, items: Vec<Map<String, Value>>, next: Option<String>) -> Response {
     let mut body = Map::new();
-    body.insert(field.into(), Value::Array(items.into_iter().map(Value::Object).collect()));
+    body.insert(
+        field.into(),
+        Value::Array(items.into_iter().map(Value::Object).collect()),
+    );
     body.insert("nextToken".into(), next.map_or(Value::Null, Value::String));
     json(Value::Object(body))
 }

@@ -23,7 +23,12 @@ pub async fn get(State(app): State<SharedState>, scope: Scope) -> ApiResult<Resp
     Ok(object(app.registry.get_service(&scope.service, scope.qualifier())?))
 }
 
-pub async fn update(State(app): State<SharedState>, scope: Scope, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+pub async fn update(
+    State(app): State<SharedState>,
+    scope: Scope,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
     let fields = Fields::parse(&body)?;
     Ok(object(
         app.registry

@@ -16,20 +16,23 @@ pub async fn publish(State(app): State<SharedState>, scope: Scope, body: Bytes) 
 }
 
 pub async fn list(State(app): State<SharedState>, scope: Scope) -> ApiResult<Response> {
-    let (items, next, direction) = app.registry.list_versions(
-        &scope.service,
-        &scope.query.list_query()?,
-        scope.query.get("direction"),
-    )?;
+    let (items, next, direction) =
+        app.registry
+            .list_versions(&scope.service, &scope.query.list_query()?, scope.query.get("direction"))?;
     let mut body = Map::new();
-    body.insert("versions".into(), Value::Array(items.into_iter().map(Value::Object).collect()));
+    body.insert(
+        "versions".into(),
+        Value::Array(items.into_iter().map(Value::Object).collect()),
+    );
     body.insert("nextToken".into(), next.map_or(Value::Null, Value::String));
     body.insert("direction".into(), Value::String(direction));
     Ok(json(Value::Object(body)))
 }
 
 pub async fn delete(State(app): State<SharedState>, scope: Scope) -> ApiResult<Response> {
-    app.registry.delete_version(&scope.service, scope.param("version")).await?;
+    app.registry
+        .delete_version(&scope.service, scope.param("version"))
+        .await?;
     Ok(no_content())
 }
 
@@ -42,7 +45,12 @@ pub async fn get_alias(State(app): State<SharedState>, scope: Scope) -> ApiResul
     Ok(object(app.registry.get_alias(&scope.service, scope.param("alias"))?))
 }
 
-pub async fn update_alias(State(app): State<SharedState>, scope: Scope, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+pub async fn update_alias(
+    State(app): State<SharedState>,
+    scope: Scope,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
     let fields = Fields::parse(&body)?;
     Ok(object(
         app.registry
@@ -59,8 +67,6 @@ pub async fn delete_alias(State(app): State<SharedState>, scope: Scope, headers:
 }
 
 pub async fn list_aliases(State(app): State<SharedState>, scope: Scope) -> ApiResult<Response> {
-    let (items, next) = app
-        .registry
-        .list_aliases(&scope.service, &scope.query.list_query()?)?;
+    let (items, next) = app.registry.list_aliases(&scope.service, &scope.query.list_query()?)?;
     Ok(page("aliases", items, next))
 }

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Builds the example guests into target/guest-examples (the same place
+# tests/build.rs puts them). Prints nothing but cargo's output.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+components=(hello spin memhog fail trap sleep counter)
+args=()
+for c in "${components[@]}"; do args+=(-p "$c"); done
+cargo build --release --locked --manifest-path guest-examples/Cargo.toml \
+    --target wasm32-wasip2 --target-dir target/guest-examples "${args[@]}"
+cargo build --release --locked --manifest-path guest-examples/Cargo.toml \
+    --target wasm32-wasip1 --target-dir target/guest-examples -p echo-wasi

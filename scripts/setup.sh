@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what building and testing wasmfc needs on a fresh machine:
+# the wasm targets for the example guests, clippy/rustfmt, and (with
+# --python) a venv holding the official FC and Durable Functions SDKs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rustup target add wasm32-wasip1 wasm32-wasip2
+if [[ "${1:-}" == "--python" ]]; then
+    rustup component add clippy rustfmt
+    if [[ ! -x .venv/bin/python ]]; then
+        python3 -m venv .venv
+    fi
+    .venv/bin/pip install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
+fi

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Quick start, command 2: set up and run the whole test suite.
+# CI (.ci/run) runs exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "==> setup (wasm targets, clippy/rustfmt, Python SDK venv)"
+bash scripts/setup.sh --python
+
+echo "==> format"
+cargo fmt --all --check
+cargo fmt --all --check --manifest-path guest-examples/Cargo.toml
+cargo fmt --check --manifest-path host-api/Cargo.toml
+
+echo "==> clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "==> build"
+cargo build --workspace --all-targets --locked
+
+echo "==> test"
+cargo test --workspace --locked

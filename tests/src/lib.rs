@@ -1,0 +1,421 @@
+//! Test harness: start the real `wasmfc` binary on an ephemeral port, talk
+//! to it over HTTP, and run the official Python SDKs against it.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine as _;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// Paths of the example guests, built by `build.rs`.
+pub mod guests {
+    include!(concat!(env!("OUT_DIR"), "/guests.rs"));
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The `wasmfc` binary: `$WASMFC_BIN`, else the one cargo built next to
+/// this test executable (`target/<profile>/wasmfc`).
+pub fn wasmfc_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("WASMFC_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/it-<hash> → target/<profile>/wasmfc
+    let bin = exe.parent().and_then(Path::parent).map(|d| d.join("wasmfc")).unwrap();
+    assert!(
+        bin.exists(),
+        "{} does not exist: build the server first (`cargo build -p wasmfc`), as scripts/test.sh does",
+        bin.display()
+    );
+    bin
+}
+
+/// Reads a guest's bytes.
+pub fn wasm(path: &str) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("reading guest {path}: {e}"))
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// A zip holding `files`.
+pub fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    use std::io::Write;
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut z = zip::ZipWriter::new(&mut buf);
+        for (name, data) in files {
+            z.start_file(*name, zip::write::SimpleFileOptions::default()).unwrap();
+            z.write_all(data).unwrap();
+        }
+        z.finish().unwrap();
+    }
+    buf.into_inner()
+}
+
+/// How to start a server.
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    /// (access key id, secret) to require signatures with.
+    pub credentials: Option<(String, String)>,
+    /// Extra `wasmfc serve` arguments.
+    pub args: Vec<String>,
+}
+
+impl ServerOptions {
+    pub fn arg(mut self, a: impl Into<String>) -> Self {
+        self.args.push(a.into());
+        self
+    }
+
+    pub fn with_credentials(mut self, ak: &str, sk: &str) -> Self {
+        self.credentials = Some((ak.into(), sk.into()));
+        self
+    }
+}
+
+/// A running `wasmfc serve` process on a private data dir.
+pub struct Server {
+    pub base: String,
+    pub port: u16,
+    child: Option<Child>,
+    data: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    options: ServerOptions,
+    pub http: reqwest::Client,
+}
+
+impl Server {
+    pub async fn start(options: ServerOptions) -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data = tmp.path().join("data");
+        let mut s = Server {
+            base: String::new(),
+            port: 0,
+            child: None,
+            data,
+            _tmp: Some(tmp),
+            options,
+            http: reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap(),
+        };
+        s.spawn(0).await;
+        s
+    }
+
+    pub async fn default() -> Server {
+        Server::start(ServerOptions::default()).await
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data
+    }
+
+    /// The server's stderr so far (its tracing log).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data.with_extension("log")).unwrap_or_default()
+    }
+
+    async fn spawn(&mut self, port: u16) {
+        std::fs::create_dir_all(self.data.parent().unwrap()).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data.with_extension("log"))
+            .unwrap();
+        let mut cmd = Command::new(wasmfc_bin());
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(&self.data)
+            // Each slot reserves address space; tests need few.
+            .arg("--max-instances")
+            .arg("64");
+        if let Some((ak, sk)) = &self.options.credentials {
+            let path = self.data.with_extension("credentials.json");
+            std::fs::write(&path, json!({ ak: sk }).to_string()).unwrap();
+            cmd.arg("--credentials").arg(path);
+        }
+        cmd.args(&self.options.args)
+            .env("RUST_LOG", "info,wasmfc=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
+        let mut child = cmd.spawn().expect("spawning wasmfc");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Some(Ok(line)) = lines.next() {
+                if let Some(addr) = line.strip_prefix("wasmfc listening on ") {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        });
+        let base = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60)))
+            .await
+            .unwrap()
+            .unwrap_or_else(|_| panic!("wasmfc did not start; log:\n{}", self.log()));
+        self.port = base.rsplit(':').next().unwrap().parse().unwrap();
+        self.base = base;
+        self.child = Some(child);
+    }
+
+    /// Kills the server with SIGKILL (a crash), leaving its data dir.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops the server gracefully (SIGTERM) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the server again on the same data dir and port.
+    pub async fn restart(&mut self) {
+        self.stop();
+        let port = self.port;
+        self.spawn(port).await;
+    }
+
+    /// Starts a killed server again on the same data dir and port.
+    pub async fn start_again(&mut self) {
+        let port = self.port;
+        self.spawn(port).await;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Sends an (unsigned) request; returns status, headers and body.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut req = self.http.request(method, self.url(path)).body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("request to {path} failed: {e}"));
+        Reply::from(resp).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.call(Method::GET, path, Vec::new(), &[]).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: Value) -> Reply {
+        self.call(
+            Method::POST,
+            path,
+            body.to_string(),
+            &[("content-type", "application/json")],
+        )
+        .await
+    }
+
+    pub async fn put_json(&self, path: &str, body: Value) -> Reply {
+        self.call(
+            Method::PUT,
+            path,
+            body.to_string(),
+            &[("content-type", "application/json")],
+        )
+        .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.call(Method::DELETE, path, Vec::new(), &[]).await
+    }
+
+    pub async fn create_service(&self, name: &str) -> Reply {
+        let r = self
+            .post_json("/2016-08-15/services", json!({ "serviceName": name }))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "create service {name}: {}", r.text());
+        r
+    }
+
+    /// Creates a function from a guest file (sent base64, as the SDKs do),
+    /// with extra settings merged into the body.
+    pub async fn create_function(&self, service: &str, name: &str, guest: &str, extra: Value) -> Reply {
+        let mut body = json!({
+            "functionName": name,
+            "runtime": "wasm",
+            "handler": "index.handler",
+            "code": { "zipFile": b64(&wasm(guest)) },
+        });
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        let r = self
+            .post_json(&format!("/2016-08-15/services/{service}/functions"), body)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "create function {name}: {}", r.text());
+        r
+    }
+
+    /// A sync invocation with extra headers.
+    pub async fn invoke(
+        &self,
+        service: &str,
+        function: &str,
+        event: impl Into<reqwest::Body>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        self.call(
+            Method::POST,
+            &format!("/2016-08-15/services/{service}/functions/{function}/invocations"),
+            event,
+            headers,
+        )
+        .await
+    }
+
+    /// The value of one metric sample (first match of `name{...}` with all
+    /// `labels`), or 0 when absent.
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let text = self.get("/metrics").await.text();
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A response, fully read.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+impl Reply {
+    async fn from(resp: reqwest::Response) -> Reply {
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.unwrap_or_default();
+        Reply { status, headers, body }
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts an FC error: status, `ErrorCode`, and a request id in both
+    /// the header and the body.
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "expected {status} {code}, got: {}",
+            self.text()
+        );
+        let body = self.json();
+        assert_eq!(body["ErrorCode"], code, "body: {body}");
+        assert!(
+            body["ErrorMessage"].as_str().is_some_and(|m| !m.is_empty()),
+            "body: {body}"
+        );
+        let id = self.header("x-fc-request-id").expect("X-Fc-Request-Id header");
+        assert_eq!(body["RequestId"], id, "body: {body}");
+    }
+}
+
+/// The Python interpreter of the test venv (created by scripts/test.sh).
+pub fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("WASMFC_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let p = repo_root().join(".venv").join("bin").join("python");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/test.sh, which creates the venv with the official FC SDKs",
+        p.display()
+    );
+    p
+}
+
+/// Runs a Python script from `tests/sdk/` against `server`; panics with its
+/// output unless it exits 0.
+pub async fn run_python(script: &str, server: &Server, env: &[(&str, &str)]) -> String {
+    let path = repo_root().join("tests").join("sdk").join(script);
+    let mut cmd = tokio::process::Command::new(python());
+    cmd.arg(&path)
+        .env("WASMFC_ENDPOINT", &server.base)
+        .env("WASMFC_HOSTPORT", server.base.trim_start_matches("http://"))
+        .env("PYTHONUNBUFFERED", "1");
+    if let Some((ak, sk)) = &server.options.credentials {
+        cmd.env("WASMFC_AK", ak).env("WASMFC_SK", sk);
+    }
+    for (name, path) in guests::ALL {
+        cmd.env(format!("GUEST_{}", name.replace('-', "_").to_uppercase()), path);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(300), cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("{script} timed out"))
+        .expect("running python");
+    let text = format!(
+        "--- stdout ---\n{}\n--- stderr ---\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{text}\n--- server log ---\n{}",
+        tail(&server.log(), 6000)
+    );
+    text
+}
+
+fn tail(s: &str, n: usize) -> &str {
+    let start = s.len().saturating_sub(n);
+    let mut i = start;
+    while !s.is_char_boundary(i) {
+        i += 1;
+    }
+    &s[i..]
+}

@@ -1,0 +1,7 @@
+//! Black-box integration tests: each test starts the real `wasmfc` binary
+//! on an ephemeral port and a private data dir.
+
+mod foundation;
+mod limits;
+mod restart;
+mod sdk;

@@ -10,5 +10,7 @@ pub mod engine;
 pub mod metrics;
 pub mod pool;
 pub mod registry;
+pub mod scheduler;
 pub mod store;
+pub mod tasks;
 pub mod util;

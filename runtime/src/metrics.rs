@@ -21,6 +21,7 @@ use crate::api::SharedState;
 use crate::engine::Engine;
 use crate::pool::{Pool, PooledInvocation};
 use crate::registry::ResolvedFunction;
+use crate::scheduler::Scheduler;
 
 type Labels = Vec<(String, String)>;
 
@@ -32,7 +33,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(engine: Engine, pool: Pool) -> Metrics {
+    pub fn new(engine: Engine, pool: Pool, scheduler: Scheduler) -> Metrics {
         let mut registry = Registry::with_prefix("wasmfc");
         let invocations = Family::<Labels, Counter>::default();
         registry.register(
@@ -54,7 +55,11 @@ impl Metrics {
             "Requests refused for a missing or wrong signature",
             auth_failures.clone(),
         );
-        registry.register_collector(Box::new(RuntimeCollector { engine, pool }));
+        registry.register_collector(Box::new(RuntimeCollector {
+            engine,
+            pool,
+            scheduler,
+        }));
         Metrics {
             registry,
             invocations,
@@ -95,6 +100,7 @@ impl Metrics {
 struct RuntimeCollector {
     engine: Engine,
     pool: Pool,
+    scheduler: Scheduler,
 }
 
 fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> Result<(), std::fmt::Error> {
@@ -140,6 +146,37 @@ impl Collector for RuntimeCollector {
             "Idle instances ready for a warm start",
             self.pool.idle_count() as i64,
         )?;
+        let stats = self.scheduler.stats();
+        counter(
+            &mut encoder,
+            "tasks_submitted",
+            "Async tasks accepted (written to the store)",
+            stats.submitted.load(Ordering::Relaxed),
+        )?;
+        gauge(
+            &mut encoder,
+            "tasks_queued",
+            "Tasks waiting in the queue",
+            self.scheduler.queued() as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "tasks_in_flight",
+            "Tasks dequeued or running",
+            self.scheduler.in_flight() as i64,
+        )?;
+        let finished = ConstCounter::new(0u64);
+        let mut family = encoder.encode_descriptor(
+            "tasks_finished",
+            "Tasks that reached a terminal state, by state",
+            None,
+            finished.metric_type(),
+        )?;
+        for entry in stats.finished.iter() {
+            let labels = [("state", *entry.key())];
+            let c = ConstCounter::new(entry.value().load(Ordering::Relaxed));
+            c.encode(family.encode_family(&labels)?)?;
+        }
         Ok(())
     }
 }

@@ -295,6 +295,78 @@ impl Server {
         .await
     }
 
+    /// Submits an async invocation; returns the reply (202 expected).
+    pub async fn invoke_async(
+        &self,
+        service: &str,
+        function: &str,
+        payload: impl Into<reqwest::Body>,
+        id: Option<&str>,
+    ) -> Reply {
+        let mut headers = vec![("x-fc-invocation-type", "Async")];
+        if let Some(id) = id {
+            headers.push(("x-fc-stateful-async-invocation-id", id));
+        }
+        self.invoke(service, function, payload, &headers).await
+    }
+
+    /// Turns task mode on for `service/function` (LATEST) with `extra` settings.
+    pub async fn task_mode(&self, service: &str, function: &str, extra: Value) {
+        let mut body = json!({ "statefulInvocation": true });
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        let r = self
+            .put_json(
+                &format!("/2016-08-15/services/{service}.LATEST/functions/{function}/async-invoke-config"),
+                body,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "async config: {}", r.text());
+    }
+
+    /// GetStatefulAsyncInvocation (the JSON object; panics unless 200).
+    pub async fn task(&self, service: &str, function: &str, id: &str) -> Value {
+        let r = self
+            .get(&format!(
+                "/2016-08-15/services/{service}/functions/{function}/stateful-async-invocations/{id}"
+            ))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "get task {id}: {}", r.text());
+        r.json()
+    }
+
+    /// Polls a task until `done(task)` holds; panics after `timeout`.
+    pub async fn wait_task(
+        &self,
+        service: &str,
+        function: &str,
+        id: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let t = self.task(service, function, id).await;
+            if done(&t) {
+                return t;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "task {id} did not get there in {timeout:?}: {t}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Polls until the task has `status`.
+    pub async fn wait_status(&self, service: &str, function: &str, id: &str, status: &str, timeout: Duration) -> Value {
+        self.wait_task(service, function, id, timeout, |t| t["status"] == status)
+            .await
+    }
+
     /// The value of one metric sample (first match of `name{...}` with all
     /// `labels`), or 0 when absent.
     pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {

@@ -29,6 +29,7 @@ use crate::engine::Engine;
 use crate::metrics::Metrics;
 use crate::pool::Pool;
 use crate::registry::Registry;
+use crate::scheduler::Scheduler;
 use auth::Credentials;
 
 /// Request-size limits.
@@ -56,6 +57,7 @@ impl Default for Limits {
 pub struct AppState {
     pub registry: Registry,
     pub pool: Pool,
+    pub scheduler: Scheduler,
     pub engine: Engine,
     pub metrics: Arc<Metrics>,
     pub credentials: Option<Credentials>,

@@ -13,6 +13,7 @@ use crate::engine::{Engine, EngineConfig};
 use crate::metrics::Metrics;
 use crate::pool::{Pool, PoolConfig};
 use crate::registry::{CodeDir, Registry};
+use crate::scheduler::{Scheduler, SchedulerConfig};
 use crate::store::{Durability, Store};
 
 /// Run the wasmfc server: the FC 2.0 API on the embedded store.
@@ -66,6 +67,23 @@ pub struct ServeCommand {
     /// Log bytes kept per invocation (older output is dropped first).
     #[arg(long, default_value_t = 1 << 20)]
     pub log_limit_bytes: usize,
+
+    /// Async tasks in flight at once (default: 4 x cores).
+    #[arg(long)]
+    pub task_concurrency: Option<usize>,
+
+    /// Async tasks in flight at once per function (default: the global limit).
+    #[arg(long)]
+    pub task_concurrency_per_function: Option<usize>,
+
+    /// Delay before a failed task's first retry, in ms; doubles per retry,
+    /// with jitter.
+    #[arg(long, default_value_t = 1000)]
+    pub retry_base_delay_ms: u64,
+
+    /// Hours a finished task stays readable before it is purged.
+    #[arg(long, default_value_t = 72)]
+    pub task_retention_hours: u64,
 }
 
 impl ServeCommand {
@@ -102,13 +120,29 @@ impl ServeCommand {
                 ..PoolConfig::default()
             },
         );
-        let metrics = Arc::new(Metrics::new(engine.clone(), pool.clone()));
+        let defaults = SchedulerConfig::default();
+        let concurrency = self.task_concurrency.unwrap_or(defaults.concurrency).max(1);
+        let scheduler = Scheduler::start(
+            store.clone(),
+            registry.clone(),
+            pool.clone(),
+            SchedulerConfig {
+                concurrency,
+                per_function: self.task_concurrency_per_function.unwrap_or(concurrency).max(1),
+                retry_base: Duration::from_millis(self.retry_base_delay_ms),
+                retention: Duration::from_secs(self.task_retention_hours * 3600),
+                ..defaults
+            },
+        )
+        .context("starting the scheduler")?;
+        let metrics = Arc::new(Metrics::new(engine.clone(), pool.clone(), scheduler.clone()));
         let url_secret = store
             .meta_get_or_insert("download_url_secret", || uuid::Uuid::new_v4().simple().to_string())
             .await?;
         let state = Arc::new(AppState {
             registry,
             pool,
+            scheduler,
             engine,
             metrics,
             credentials,

@@ -21,11 +21,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use dashmap::DashMap;
 use parking_lot::Mutex;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
-use crate::engine::{
-    Engine, GuestInstance, InstanceSettings, Invocation, InvocationContext, InvokeError, Prepared, StopHandle,
-};
+use crate::engine::{Engine, GuestInstance, InstanceSettings, Invocation, InvocationContext, InvokeError, Prepared};
 use crate::registry::{CodeDir, FunctionEntry, ResolvedFunction};
 
 /// Pool settings (from `wasmfc serve` flags).
@@ -116,6 +114,19 @@ struct FunctionPool {
     settings: Arc<InstanceSettings>,
     idle: Mutex<Vec<IdleSlot>>,
     permits: Arc<Semaphore>,
+    /// Signalled when an instance goes back to `idle`.
+    returned: Notify,
+}
+
+impl FunctionPool {
+    /// Returns an instance to the idle set and wakes one waiter.
+    fn give_back(&self, slot: Slot) {
+        self.idle.lock().push(IdleSlot {
+            slot,
+            since: Instant::now(),
+        });
+        self.returned.notify_one();
+    }
 }
 
 /// The outcome of a pooled invocation.
@@ -181,97 +192,102 @@ impl Pool {
                         run_initializer: spec.initializer,
                     }),
                     idle: Mutex::new(Vec::new()),
+                    returned: Notify::new(),
                     permits: Arc::new(Semaphore::new(self.inner.config.max_instances_per_function)),
                 })
             })
             .clone()
     }
 
-    /// Runs one invocation of `resolved` on a pooled instance.
+    /// Runs one invocation of `resolved` on a pooled instance, waiting at
+    /// most the configured acquire timeout for room.
     pub async fn invoke(&self, resolved: &ResolvedFunction, ctx: &InvocationContext, event: Bytes) -> PooledInvocation {
-        let fp = self.function_pool(resolved);
-        let (mut slot, start) = match self.acquire(&fp, ctx).await {
-            Ok(s) => s,
-            Err(e) => {
-                return PooledInvocation {
-                    invocation: Invocation {
-                        result: Err(e),
-                        log: Bytes::new(),
-                        duration: Duration::ZERO,
-                        peak_memory_bytes: 0,
-                        instance_id: String::new(),
-                    },
-                    start: StartKind::Cold,
-                };
-            }
-        };
-        let invocation = slot.instance.invoke(ctx, event).await;
-        slot.uses += 1;
-        let survives = invocation
-            .result
-            .as_ref()
-            .err()
-            .is_none_or(InvokeError::instance_survives);
-        if survives && fp.entry.spec.kind.reusable() && slot.uses < self.inner.config.max_reuse {
-            fp.idle.lock().push(IdleSlot {
-                slot,
-                since: Instant::now(),
-            });
+        match self.acquire(resolved, ctx, self.inner.config.acquire_timeout).await {
+            Ok(lease) => lease.invoke(ctx, event).await,
+            Err(e) => PooledInvocation {
+                invocation: Invocation {
+                    result: Err(e),
+                    log: Bytes::new(),
+                    duration: Duration::ZERO,
+                    peak_memory_bytes: 0,
+                    instance_id: String::new(),
+                },
+                start: StartKind::Cold,
+            },
         }
-        PooledInvocation { invocation, start }
     }
 
-    async fn acquire(&self, fp: &Arc<FunctionPool>, ctx: &InvocationContext) -> Result<(Slot, StartKind), InvokeError> {
-        if let Some(idle) = fp.idle.lock().pop() {
-            let kind = if idle.slot.provisioned {
-                StartKind::Provisioned
-            } else {
-                StartKind::Warm
-            };
-            return Ok((idle.slot, kind));
-        }
-        let (global, function) = self.reserve(fp).await?;
-        let instance = self.create(fp, ctx).await?;
-        Ok((
-            Slot {
+    /// Takes an instance for one invocation: an idle one, or a new one once
+    /// there is room (waiting at most `wait`). `ctx` supplies the request
+    /// facts for an initializer run on a new instance.
+    pub async fn acquire(
+        &self,
+        resolved: &ResolvedFunction,
+        ctx: &InvocationContext,
+        wait: Duration,
+    ) -> Result<Lease, InvokeError> {
+        let fp = self.function_pool(resolved);
+        let deadline = tokio::time::Instant::now() + wait;
+        let throttled = || {
+            InvokeError::Capacity(format!(
+                "no instance available within {wait:?}: the instance limit is reached"
+            ))
+        };
+        let waiter = fp.clone();
+        let function = loop {
+            // Created before looking, so an instance returned between the
+            // look and the wait still wakes us.
+            let returned = waiter.returned.notified();
+            let idle = fp.idle.lock().pop();
+            if let Some(idle) = idle {
+                let start = if idle.slot.provisioned {
+                    StartKind::Provisioned
+                } else {
+                    StartKind::Warm
+                };
+                return Ok(Lease {
+                    pool: self.clone(),
+                    fp,
+                    slot: idle.slot,
+                    start,
+                });
+            }
+            tokio::select! {
+                permit = fp.permits.clone().acquire_owned() => break permit.map_err(|_| throttled())?,
+                _ = returned => continue,
+                _ = tokio::time::sleep_until(deadline) => return Err(throttled()),
+            }
+        };
+        let global = self.reserve_global(deadline).await.ok_or_else(throttled)?;
+        let instance = self.create(&fp, ctx).await?;
+        Ok(Lease {
+            pool: self.clone(),
+            fp,
+            slot: Slot {
                 instance,
                 uses: 0,
                 provisioned: false,
                 _global: global,
                 _function: function,
             },
-            StartKind::Cold,
-        ))
+            start: StartKind::Cold,
+        })
     }
 
-    /// Takes a per-function and a global instance permit, evicting idle
-    /// instances of other functions when the global cap is the obstacle.
-    async fn reserve(
-        &self,
-        fp: &Arc<FunctionPool>,
-    ) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), InvokeError> {
-        let deadline = tokio::time::Instant::now() + self.inner.config.acquire_timeout;
-        let throttled = || {
-            InvokeError::Capacity(format!(
-                "no instance available within {:?}: the instance limit is reached",
-                self.inner.config.acquire_timeout
-            ))
-        };
-        let function = tokio::time::timeout_at(deadline, fp.permits.clone().acquire_owned())
-            .await
-            .map_err(|_| throttled())?
-            .map_err(|_| throttled())?;
+    /// Takes a global instance permit, evicting idle instances of other
+    /// functions when the global cap is the obstacle.
+    async fn reserve_global(&self, deadline: tokio::time::Instant) -> Option<OwnedSemaphorePermit> {
         loop {
             if let Ok(global) = self.inner.global.clone().try_acquire_owned() {
-                return Ok((global, function));
+                return Some(global);
             }
             if self.evict_one_idle() {
                 continue;
             }
-            match tokio::time::timeout_at(deadline, self.inner.global.clone().acquire_owned()).await {
-                Ok(Ok(global)) => return Ok((global, function)),
-                _ => return Err(throttled()),
-            }
+            return tokio::time::timeout_at(deadline, self.inner.global.clone().acquire_owned())
+                .await
+                .ok()
+                .and_then(Result::ok);
         }
     }
 
@@ -371,7 +387,44 @@ impl Pool {
     }
 }
 
-/// A stop handle that is never fired, for invocations nobody can stop.
-pub fn unstoppable() -> StopHandle {
-    StopHandle::new()
+/// One instance, held for one invocation.
+pub struct Lease {
+    pool: Pool,
+    fp: Arc<FunctionPool>,
+    slot: Slot,
+    start: StartKind,
+}
+
+impl Lease {
+    pub fn start(&self) -> StartKind {
+        self.start
+    }
+
+    pub fn instance_id(&self) -> &str {
+        self.slot.instance.id()
+    }
+
+    /// Gives the instance back unused.
+    pub fn release(self) {
+        self.fp.give_back(self.slot);
+    }
+
+    /// Runs the invocation; the instance goes back to the pool afterwards
+    /// if it may serve again, and is dropped otherwise.
+    pub async fn invoke(mut self, ctx: &InvocationContext, event: Bytes) -> PooledInvocation {
+        let invocation = self.slot.instance.invoke(ctx, event).await;
+        self.slot.uses += 1;
+        let survives = invocation
+            .result
+            .as_ref()
+            .err()
+            .is_none_or(InvokeError::instance_survives);
+        if survives && self.fp.entry.spec.kind.reusable() && self.slot.uses < self.pool.inner.config.max_reuse {
+            self.fp.give_back(self.slot);
+        }
+        PooledInvocation {
+            invocation,
+            start: self.start,
+        }
+    }
 }

@@ -211,7 +211,7 @@ impl ListQuery {
 
     /// Pages over `(key, item)` pairs sorted by key; `nextToken` is the key
     /// of the first item of the next page.
-    fn page<T>(&self, items: impl Iterator<Item = (String, T)>) -> Result<(Vec<T>, Option<String>)> {
+    pub fn page<T>(&self, items: impl Iterator<Item = (String, T)>) -> Result<(Vec<T>, Option<String>)> {
         let limit = self.limit()?;
         let start = match (&self.start_key, &self.next_token) {
             (Some(a), Some(b)) => Some(a.max(b).clone()),
@@ -436,6 +436,11 @@ impl Registry {
             },
         );
         Ok(doc)
+    }
+
+    /// `Ok` when the service exists (404 otherwise).
+    pub fn service_exists(&self, name: &str) -> Result<()> {
+        self.service_entry(name, |_| Ok(()))
     }
 
     pub fn get_service(&self, name: &str, qualifier: Option<&str>) -> Result<Map<String, Value>> {
@@ -708,12 +713,7 @@ impl Registry {
         Ok(entry)
     }
 
-    pub fn list_functions(
-        &self,
-        service: &str,
-        qualifier: Option<&str>,
-        q: &ListQuery,
-    ) -> Result<Page> {
+    pub fn list_functions(&self, service: &str, qualifier: Option<&str>, q: &ListQuery) -> Result<Page> {
         self.service_entry(service, |s| {
             let functions = match resolve_version(service, s, qualifier.unwrap_or("LATEST"))? {
                 None => &s.functions,

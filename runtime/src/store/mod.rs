@@ -9,11 +9,14 @@
 //! acknowledged write survives `kill -9`.
 //!
 //! Reads use a small pool of read-only connections (WAL lets them run beside
-//! the writer). Other modules see domain operations only (`registry.rs`); SQL stays in this module.
+//! the writer). Other modules see domain operations only (`registry.rs`,
+//! `tasks.rs`); SQL stays in this module.
 
 mod registry;
+mod tasks;
 
 pub use registry::{RegistryChange, RegistryRows};
+pub use tasks::{Applied, FollowUp, NewTask, TaskFilter, TaskPage, TaskRow, TaskUpdate, Transition};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -76,6 +79,7 @@ struct Inner {
 }
 
 const SCHEMA: &str = include_str!("schema.sql");
+const TASK_SCHEMA: &str = include_str!("task_schema.sql");
 /// Most writes that one transaction carries; bounds commit latency.
 const MAX_BATCH: usize = 2048;
 
@@ -92,6 +96,7 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "OFF")?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(TASK_SCHEMA)?;
 
         let (tx, rx) = mpsc::channel::<Box<dyn WriteJob>>();
         std::thread::Builder::new()

@@ -52,6 +52,13 @@ pub async fn delete(State(app): State<SharedState>, scope: Scope, headers: Heade
         .delete_function(&scope.service, scope.function(), if_match(&headers))
         .await?;
     app.pool.release_function(&scope.service, scope.function());
+    let invalidated = app
+        .scheduler
+        .invalidate_function(&scope.service, scope.function())
+        .await?;
+    if invalidated > 0 {
+        tracing::info!(service = %scope.service, function = scope.function(), invalidated, "function deleted; its unfinished tasks are Invalid");
+    }
     Ok(no_content())
 }
 

@@ -18,6 +18,7 @@ use crate::api::{ApiError, ApiResult, SharedState};
 use crate::engine::{InvocationContext, InvokeError, StopHandle};
 use crate::pool::PooledInvocation;
 use crate::registry::ResolvedFunction;
+use crate::scheduler::Submission;
 
 /// FC's log tail is the last 4 KB.
 const LOG_TAIL_BYTES: usize = 4096;
@@ -56,10 +57,55 @@ pub async fn invoke(
         .resolve(&scope.service, scope.qualifier(), scope.function())?;
     match kind {
         InvocationType::Sync => Ok(invoke_sync(&app, &resolved, &headers, body).await),
-        InvocationType::Async => Err(ApiError::invalid(
-            "asynchronous invocations are not enabled on this server",
-        )),
+        InvocationType::Async => invoke_async(&app, &resolved, &headers, body).await,
     }
+}
+
+/// Async: stored as a task before the 202. In task mode (the function's
+/// `statefulInvocation`, or the per-call `X-Fc-Stateful-Async-Invocation-Enable`)
+/// the task is visible through the task API under its id.
+async fn invoke_async(
+    app: &SharedState,
+    resolved: &ResolvedFunction,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    if body.len() > app.limits.async_payload {
+        return Err(ApiError::too_large(format!(
+            "async invocation payload is {} bytes; the limit is {}",
+            body.len(),
+            app.limits.async_payload
+        )));
+    }
+    let spec = &resolved.function.spec;
+    let policy = app.scheduler.policy(&resolved.service, &spec.name, &resolved.qualifier);
+    let stateful = match header_str(headers, "x-fc-stateful-async-invocation-enable") {
+        Some(v) if v.eq_ignore_ascii_case("true") => true,
+        Some(v) if v.eq_ignore_ascii_case("false") => false,
+        _ => policy.stateful,
+    };
+    // A header that is present but empty is an (invalid) empty id.
+    let id = header_str(headers, "x-fc-stateful-async-invocation-id").map(str::to_string);
+    let (_, id) = app
+        .scheduler
+        .submit(Submission {
+            service: resolved.service.clone(),
+            function: spec.name.clone(),
+            qualifier: resolved.qualifier.clone(),
+            invocation_id: id,
+            stateful,
+            kind: "event".into(),
+            payload: body,
+            request_id: current_request_id(),
+            detail: "accepted".into(),
+        })
+        .await
+        .map_err(super::tasks::submit_error)?;
+    let mut resp = StatusCode::ACCEPTED.into_response();
+    if stateful && let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-fc-stateful-async-invocation-id", v);
+    }
+    Ok(resp)
 }
 
 async fn invoke_sync(app: &SharedState, resolved: &ResolvedFunction, headers: &HeaderMap, body: Bytes) -> Response {

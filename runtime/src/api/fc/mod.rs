@@ -3,9 +3,11 @@
 //! the 2021 SDK passes `?qualifier=`; the [`Scope`] extractor is the only
 //! place that knows the difference.
 
+mod async_config;
 mod functions;
 mod invoke;
 mod services;
+pub mod tasks;
 mod versions;
 
 use std::collections::HashMap;
@@ -47,6 +49,33 @@ pub fn routes() -> Router<SharedState> {
             "/services/{service}/functions/{function}/invocations",
             post(invoke::invoke),
         )
+        .route(
+            "/services/{service}/functions/{function}/async-invoke-config",
+            get(async_config::get)
+                .put(async_config::put)
+                .delete(async_config::delete),
+        )
+        .route(
+            "/services/{service}/functions/{function}/async-invoke-configs",
+            get(async_config::list),
+        )
+        .route(
+            "/services/{service}/functions/{function}/stateful-async-invocations",
+            get(tasks::list),
+        )
+        .route(
+            "/services/{service}/functions/{function}/stateful-async-invocations/{id}",
+            get(tasks::get).put(tasks::stop),
+        )
+        .route(
+            "/services/{service}/functions/{function}/stateful-async-invocations/{id}/rerun",
+            post(tasks::rerun),
+        )
+        .route(
+            "/services/{service}/functions/{function}/stateful-async-invocations/{id}/logs",
+            get(tasks::logs),
+        )
+        .route("/stateful-async-invocation-functions", get(tasks::list_functions))
         .route(
             "/services/{service}/versions",
             post(versions::publish).get(versions::list),

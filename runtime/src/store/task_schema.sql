@@ -1,0 +1,40 @@
+-- Tasks: every async invocation (stateful ones are visible through the
+-- task API; plain async ones are durable too, just not listed).
+CREATE TABLE IF NOT EXISTS tasks (
+    seq                INTEGER PRIMARY KEY AUTOINCREMENT,
+    service            TEXT NOT NULL,
+    function           TEXT NOT NULL,
+    qualifier          TEXT NOT NULL,
+    invocation_id      TEXT NOT NULL,
+    stateful           INTEGER NOT NULL,
+    kind               TEXT NOT NULL DEFAULT 'event',
+    status             TEXT NOT NULL,
+    payload            BLOB NOT NULL,
+    request_id         TEXT NOT NULL,
+    created_ms         INTEGER NOT NULL,
+    end_ms             INTEGER NOT NULL DEFAULT 0,
+    attempts           INTEGER NOT NULL DEFAULT 0,
+    next_run_ms        INTEGER NOT NULL DEFAULT 0,
+    error              TEXT NOT NULL DEFAULT '',
+    result             BLOB,
+    destination_status TEXT NOT NULL DEFAULT '',
+    instance_id        TEXT NOT NULL DEFAULT '',
+    duration_ms        INTEGER NOT NULL DEFAULT 0,
+    logs               BLOB,
+    events             INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (service, function, invocation_id)
+);
+
+CREATE INDEX IF NOT EXISTS tasks_by_time ON tasks (service, function, created_ms, seq);
+CREATE INDEX IF NOT EXISTS tasks_active ON tasks (status)
+    WHERE status NOT IN ('Succeeded', 'Failed', 'Stopped', 'Expired', 'Invalid');
+CREATE INDEX IF NOT EXISTS tasks_ended ON tasks (end_ms) WHERE end_ms > 0;
+
+CREATE TABLE IF NOT EXISTS task_events (
+    task_seq   INTEGER NOT NULL,
+    event_id   INTEGER NOT NULL,
+    event_type TEXT NOT NULL,
+    ts_ms      INTEGER NOT NULL,
+    detail     TEXT NOT NULL,
+    PRIMARY KEY (task_seq, event_id)
+) WITHOUT ROWID;

@@ -1,0 +1,521 @@
+//! Task persistence: rows, state transitions with their history events,
+//! listing with keyset paging.
+//!
+//! A transition reads the task's current state and decides the new one
+//! inside the writer's transaction, so check-and-set is atomic without row
+//! locks: the writer thread is the only writer. Every applied transition
+//! appends a history event in the same transaction.
+
+use bytes::Bytes;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Result, Store, StoreError};
+use crate::tasks::{HistoryEvent, TaskState};
+
+/// A task to insert (its first state is `Enqueued`).
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    pub service: String,
+    pub function: String,
+    pub qualifier: String,
+    pub invocation_id: String,
+    /// Visible through the task API (task mode); plain async otherwise.
+    pub stateful: bool,
+    /// `event`, `http`, ... (what the payload is).
+    pub kind: String,
+    pub payload: Bytes,
+    pub request_id: String,
+    pub created_ms: i64,
+    /// Detail of the `Enqueued` history event.
+    pub detail: String,
+}
+
+/// A stored task.
+#[derive(Debug, Clone)]
+pub struct TaskRow {
+    pub seq: i64,
+    pub service: String,
+    pub function: String,
+    pub qualifier: String,
+    pub invocation_id: String,
+    pub stateful: bool,
+    pub kind: String,
+    pub status: TaskState,
+    pub payload: Option<Bytes>,
+    pub request_id: String,
+    pub created_ms: i64,
+    pub end_ms: i64,
+    pub attempts: u32,
+    pub next_run_ms: i64,
+    pub error: String,
+    pub result: Option<Bytes>,
+    pub destination_status: String,
+    pub instance_id: String,
+    pub duration_ms: i64,
+}
+
+/// Fields a transition may set.
+#[derive(Debug, Clone, Default)]
+pub struct TaskUpdate {
+    pub attempts: Option<u32>,
+    pub next_run_ms: Option<i64>,
+    pub end_ms: Option<i64>,
+    pub error: Option<String>,
+    pub result: Option<Bytes>,
+    pub destination_status: Option<String>,
+    pub instance_id: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub logs: Option<Bytes>,
+}
+
+type Decide = Box<dyn FnOnce(&TaskRow) -> Option<TaskState> + Send>;
+
+/// A state change of one task, decided against its current row.
+pub struct Transition {
+    pub seq: i64,
+    /// Picks the new state from the current row; `None` leaves it alone.
+    pub decide: Decide,
+    pub detail: String,
+    pub update: TaskUpdate,
+    /// A destination delivery, recorded in the same transaction when the
+    /// transition lands in `follow_up.when`, so it exists exactly when the
+    /// transition does.
+    pub follow_up: Option<FollowUp>,
+    /// Return the payload with the outcome (the dispatcher needs it).
+    pub want_payload: bool,
+}
+
+impl Transition {
+    /// A transition from any of `from` to `to`.
+    pub fn new(seq: i64, from: &'static [TaskState], to: TaskState, detail: impl Into<String>) -> Transition {
+        Transition {
+            seq,
+            decide: Box::new(move |row| from.contains(&row.status).then_some(to)),
+            detail: detail.into(),
+            update: TaskUpdate::default(),
+            follow_up: None,
+            want_payload: false,
+        }
+    }
+
+    pub fn deciding(
+        seq: i64,
+        detail: impl Into<String>,
+        decide: impl FnOnce(&TaskRow) -> Option<TaskState> + Send + 'static,
+    ) -> Transition {
+        Transition {
+            seq,
+            decide: Box::new(decide),
+            detail: detail.into(),
+            update: TaskUpdate::default(),
+            follow_up: None,
+            want_payload: false,
+        }
+    }
+
+    pub fn with(mut self, update: TaskUpdate) -> Self {
+        self.update = update;
+        self
+    }
+}
+
+/// What to deliver when a transition lands in a given state.
+#[derive(Debug, Clone)]
+pub struct FollowUp {
+    pub when: TaskState,
+    /// The destination invocation to insert, if it could be built.
+    pub task: Option<NewTask>,
+    /// The task's `destinationStatus` afterwards.
+    pub status: String,
+}
+
+/// The result of an applied transition.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub state: TaskState,
+    pub row: TaskRow,
+    /// The follow-up task's seq, if one was inserted.
+    pub follow_up_seq: Option<i64>,
+}
+
+/// List filters (FC's ListStatefulAsyncInvocations).
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub service: String,
+    pub function: String,
+    pub qualifier: Option<String>,
+    pub id_prefix: Option<String>,
+    pub status: Option<TaskState>,
+    pub started_begin_ms: Option<i64>,
+    pub started_end_ms: Option<i64>,
+    pub descending: bool,
+    pub limit: usize,
+    /// Keyset cursor: (created_ms, seq) of the last row of the previous page.
+    pub after: Option<(i64, i64)>,
+    pub include_payload: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct TaskPage {
+    pub tasks: Vec<TaskRow>,
+    /// Cursor of the next page's start, when there is one.
+    pub next: Option<(i64, i64)>,
+}
+
+const COLUMNS: &str = "seq, service, function, qualifier, invocation_id, stateful, kind, status, request_id, \
+     created_ms, end_ms, attempts, next_run_ms, error, result, destination_status, instance_id, duration_ms";
+
+fn row_from(r: &rusqlite::Row<'_>, with_payload: bool) -> rusqlite::Result<TaskRow> {
+    let status: String = r.get(7)?;
+    Ok(TaskRow {
+        seq: r.get(0)?,
+        service: r.get(1)?,
+        function: r.get(2)?,
+        qualifier: r.get(3)?,
+        invocation_id: r.get(4)?,
+        stateful: r.get::<_, i64>(5)? != 0,
+        kind: r.get(6)?,
+        status: TaskState::parse(&status).unwrap_or(TaskState::Invalid),
+        request_id: r.get(8)?,
+        created_ms: r.get(9)?,
+        end_ms: r.get(10)?,
+        attempts: r.get::<_, i64>(11)? as u32,
+        next_run_ms: r.get(12)?,
+        error: r.get(13)?,
+        result: r.get::<_, Option<Vec<u8>>>(14)?.map(Bytes::from),
+        destination_status: r.get(15)?,
+        instance_id: r.get(16)?,
+        duration_ms: r.get(17)?,
+        payload: if with_payload {
+            r.get::<_, Option<Vec<u8>>>(18)?.map(Bytes::from)
+        } else {
+            None
+        },
+    })
+}
+
+fn select(with_payload: bool) -> String {
+    if with_payload {
+        format!("SELECT {COLUMNS}, payload FROM tasks")
+    } else {
+        format!("SELECT {COLUMNS} FROM tasks")
+    }
+}
+
+fn append_event(c: &Connection, seq: i64, event_type: &str, ts: i64, detail: &str) -> Result<i64> {
+    let id: i64 = c.query_row(
+        "UPDATE tasks SET events = events + 1 WHERE seq = ?1 RETURNING events",
+        [seq],
+        |r| r.get(0),
+    )?;
+    c.execute(
+        "INSERT INTO task_events(task_seq, event_id, event_type, ts_ms, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![seq, id, event_type, ts, detail],
+    )?;
+    Ok(id)
+}
+
+fn insert(c: &Connection, t: &NewTask) -> Result<i64> {
+    let inserted = c.execute(
+        "INSERT INTO tasks(service, function, qualifier, invocation_id, stateful, kind, status, payload, request_id, created_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'Enqueued', ?7, ?8, ?9)",
+        params![
+            t.service,
+            t.function,
+            t.qualifier,
+            t.invocation_id,
+            t.stateful as i64,
+            t.kind,
+            t.payload.as_ref(),
+            t.request_id,
+            t.created_ms
+        ],
+    );
+    match inserted {
+        Ok(_) => {}
+        Err(e) => {
+            let e = StoreError::from(e);
+            if e.is_unique_violation() {
+                return Err(StoreError::Conflict(format!(
+                    "invocation '{}' already exists for function {}/{}",
+                    t.invocation_id, t.service, t.function
+                )));
+            }
+            return Err(e);
+        }
+    }
+    let seq = c.last_insert_rowid();
+    append_event(c, seq, TaskState::Enqueued.as_str(), t.created_ms, &t.detail)?;
+    Ok(seq)
+}
+
+fn apply(c: &Connection, t: Transition) -> Result<Option<Applied>> {
+    let Some(row) = c
+        .query_row(&format!("{} WHERE seq = ?1", select(t.want_payload)), [t.seq], |r| {
+            row_from(r, t.want_payload)
+        })
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let Some(next) = (t.decide)(&row) else { return Ok(None) };
+    if !row.status.can_become(next) {
+        tracing::error!(seq = t.seq, from = %row.status, to = %next, "refused an illegal task transition");
+        return Ok(None);
+    }
+    let now = crate::util::now_ms();
+    let follow_up = t.follow_up.filter(|f| f.when == next);
+    let mut u = t.update;
+    if let Some(f) = &follow_up {
+        u.destination_status = Some(f.status.clone());
+    }
+    let end_ms = u.end_ms.or(next.is_terminal().then_some(now));
+    c.execute(
+        "UPDATE tasks SET status = ?2,
+             attempts = COALESCE(?3, attempts),
+             next_run_ms = COALESCE(?4, next_run_ms),
+             end_ms = COALESCE(?5, end_ms),
+             error = COALESCE(?6, error),
+             result = COALESCE(?7, result),
+             destination_status = COALESCE(?8, destination_status),
+             instance_id = COALESCE(?9, instance_id),
+             duration_ms = COALESCE(?10, duration_ms),
+             logs = COALESCE(?11, logs)
+         WHERE seq = ?1",
+        params![
+            t.seq,
+            next.as_str(),
+            u.attempts,
+            u.next_run_ms,
+            end_ms,
+            u.error,
+            u.result.as_deref(),
+            u.destination_status,
+            u.instance_id,
+            u.duration_ms,
+            u.logs.as_deref()
+        ],
+    )?;
+    append_event(c, t.seq, next.as_str(), now, &t.detail)?;
+    let follow_up_seq = match follow_up.and_then(|f| f.task) {
+        Some(task) => match insert(c, &task) {
+            Ok(seq) => Some(seq),
+            Err(e) => {
+                // The destination already has a task with this id: the
+                // delivery happened before (a retried transition).
+                tracing::warn!(error = %e, "destination task not inserted");
+                None
+            }
+        },
+        None => None,
+    };
+    let mut row = row;
+    row.status = next;
+    Ok(Some(Applied {
+        state: next,
+        row,
+        follow_up_seq,
+    }))
+}
+
+impl Store {
+    /// Inserts a task in `Enqueued`; answers after the commit. A duplicate
+    /// invocation id for the function is a [`StoreError::Conflict`].
+    pub async fn insert_task(&self, task: NewTask) -> Result<i64> {
+        self.write(move |c| insert(c, &task)).await
+    }
+
+    /// Applies one transition; `None` when it did not apply.
+    pub async fn transition(&self, t: Transition) -> Result<Option<Applied>> {
+        self.write(move |c| apply(c, t)).await
+    }
+
+    /// Applies transitions in one commit (each one independently).
+    pub async fn transition_many(&self, ts: Vec<Transition>) -> Result<Vec<Option<Applied>>> {
+        self.write(move |c| ts.into_iter().map(|t| apply(c, t)).collect()).await
+    }
+
+    /// Moves every non-terminal task of a function to `Invalid`.
+    pub async fn invalidate_function_tasks(&self, service: &str, function: &str, detail: &str) -> Result<Vec<i64>> {
+        let (service, function, detail) = (service.to_string(), function.to_string(), detail.to_string());
+        self.write(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT seq FROM tasks WHERE service = ?1 AND function = ?2
+                 AND status NOT IN ('Succeeded', 'Failed', 'Stopped', 'Expired', 'Invalid')",
+            )?;
+            let seqs: Vec<i64> = stmt
+                .query_map(params![service, function], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let now = crate::util::now_ms();
+            for seq in &seqs {
+                c.execute(
+                    "UPDATE tasks SET status = 'Invalid', end_ms = ?2, error = ?3 WHERE seq = ?1",
+                    params![seq, now, detail],
+                )?;
+                append_event(c, *seq, TaskState::Invalid.as_str(), now, &detail)?;
+            }
+            Ok(seqs)
+        })
+        .await
+    }
+
+    pub async fn get_task(
+        &self,
+        service: &str,
+        function: &str,
+        invocation_id: &str,
+        with_payload: bool,
+    ) -> Result<Option<TaskRow>> {
+        let (service, function, id) = (service.to_string(), function.to_string(), invocation_id.to_string());
+        self.read(move |c| {
+            Ok(c.query_row(
+                &format!(
+                    "{} WHERE service = ?1 AND function = ?2 AND invocation_id = ?3",
+                    select(with_payload)
+                ),
+                params![service, function, id],
+                |r| row_from(r, with_payload),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    pub async fn task_events(&self, seq: i64) -> Result<Vec<HistoryEvent>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT event_id, event_type, ts_ms, detail FROM task_events WHERE task_seq = ?1 ORDER BY event_id",
+            )?;
+            let events = stmt
+                .query_map([seq], |r| {
+                    Ok(HistoryEvent {
+                        event_id: r.get(0)?,
+                        event_type: r.get(1)?,
+                        timestamp_ms: r.get(2)?,
+                        detail: r.get(3)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(events)
+        })
+        .await
+    }
+
+    pub async fn task_payload(&self, seq: i64) -> Result<Option<Bytes>> {
+        self.read(move |c| {
+            Ok(c.query_row("SELECT payload FROM tasks WHERE seq = ?1", [seq], |r| {
+                r.get::<_, Vec<u8>>(0)
+            })
+            .optional()?
+            .map(Bytes::from))
+        })
+        .await
+    }
+
+    pub async fn task_logs(&self, seq: i64) -> Result<Option<Bytes>> {
+        self.read(move |c| {
+            Ok(c.query_row("SELECT logs FROM tasks WHERE seq = ?1", [seq], |r| {
+                r.get::<_, Option<Vec<u8>>>(0)
+            })
+            .optional()?
+            .flatten()
+            .map(Bytes::from))
+        })
+        .await
+    }
+
+    /// One page of a function's stateful tasks.
+    pub async fn list_tasks(&self, f: TaskFilter) -> Result<TaskPage> {
+        self.read(move |c| {
+            let mut sql = format!(
+                "{} WHERE service = ? AND function = ? AND stateful = 1",
+                select(f.include_payload)
+            );
+            let mut args: Vec<rusqlite::types::Value> = vec![f.service.clone().into(), f.function.clone().into()];
+            if let Some(q) = &f.qualifier {
+                sql.push_str(" AND qualifier = ?");
+                args.push(q.clone().into());
+            }
+            if let Some(p) = &f.id_prefix {
+                // substr, not LIKE: `_` is legal in ids and a LIKE wildcard.
+                sql.push_str(" AND substr(invocation_id, 1, ?) = ?");
+                args.push((p.len() as i64).into());
+                args.push(p.clone().into());
+            }
+            if let Some(s) = f.status {
+                sql.push_str(" AND status = ?");
+                args.push(s.as_str().to_string().into());
+            }
+            if let Some(b) = f.started_begin_ms {
+                sql.push_str(" AND created_ms >= ?");
+                args.push(b.into());
+            }
+            if let Some(e) = f.started_end_ms {
+                sql.push_str(" AND created_ms <= ?");
+                args.push(e.into());
+            }
+            if let Some((t, s)) = f.after {
+                sql.push_str(if f.descending {
+                    " AND (created_ms, seq) < (?, ?)"
+                } else {
+                    " AND (created_ms, seq) > (?, ?)"
+                });
+                args.push(t.into());
+                args.push(s.into());
+            }
+            let dir = if f.descending { "DESC" } else { "ASC" };
+            sql.push_str(&format!(" ORDER BY created_ms {dir}, seq {dir} LIMIT ?"));
+            args.push(((f.limit + 1) as i64).into());
+            let mut stmt = c.prepare(&sql)?;
+            let mut tasks: Vec<TaskRow> = stmt
+                .query_map(rusqlite::params_from_iter(args), |r| row_from(r, f.include_payload))?
+                .collect::<rusqlite::Result<_>>()?;
+            let next = if tasks.len() > f.limit {
+                tasks.truncate(f.limit);
+                tasks.last().map(|t| (t.created_ms, t.seq))
+            } else {
+                None
+            };
+            Ok(TaskPage { tasks, next })
+        })
+        .await
+    }
+
+    /// Every non-terminal task (startup recovery), oldest first.
+    pub fn active_tasks(&self) -> Result<Vec<TaskRow>> {
+        self.read_blocking(|c| {
+            let mut stmt = c.prepare(&format!(
+                "{} WHERE status NOT IN ('Succeeded', 'Failed', 'Stopped', 'Expired', 'Invalid') ORDER BY seq",
+                select(false)
+            ))?;
+            let rows = stmt
+                .query_map([], |r| row_from(r, false))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+    }
+
+    /// Deletes terminal tasks (and their history) that ended before `ms`.
+    pub async fn purge_tasks_ended_before(&self, ms: i64) -> Result<usize> {
+        self.write(move |c| {
+            c.execute(
+                "DELETE FROM task_events WHERE task_seq IN (SELECT seq FROM tasks WHERE end_ms > 0 AND end_ms < ?1)",
+                [ms],
+            )?;
+            Ok(c.execute("DELETE FROM tasks WHERE end_ms > 0 AND end_ms < ?1", [ms])?)
+        })
+        .await
+    }
+
+    /// Counts of tasks by state (metrics).
+    pub async fn task_counts(&self) -> Result<Vec<(String, i64)>> {
+        self.read(|c| {
+            let mut stmt = c.prepare("SELECT status, count(*) FROM tasks GROUP BY status")?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+}

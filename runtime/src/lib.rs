@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod client;
 pub mod engine;
 pub mod metrics;
 pub mod pool;

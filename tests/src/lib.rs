@@ -202,7 +202,8 @@ impl Server {
         format!("{}{}", self.base, path)
     }
 
-    /// Sends an (unsigned) request; returns status, headers and body.
+    /// Sends a request (signed in the FC scheme when the server has
+    /// credentials); returns status, headers and body.
     pub async fn call(
         &self,
         method: Method,
@@ -210,9 +211,22 @@ impl Server {
         body: impl Into<reqwest::Body>,
         headers: &[(&str, &str)],
     ) -> Reply {
-        let mut req = self.http.request(method, self.url(path)).body(body);
+        let mut req = self.http.request(method.clone(), self.url(path)).body(body);
         for (k, v) in headers {
             req = req.header(*k, *v);
+        }
+        if let Some((ak, sk)) = &self.options.credentials {
+            let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+            let content_type = headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+                .map_or("application/json", |(_, v)| *v);
+            req = req.header("date", &date);
+            if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+                req = req.header("content-type", content_type);
+            }
+            let auth = sign_fc(ak, sk, method.as_str(), path, content_type, &date, headers);
+            req = req.header("authorization", auth);
         }
         let resp = req
             .send()
@@ -384,6 +398,33 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// The FC signature scheme (spec §3.1), written independently of the
+/// server's verifier so the two check each other.
+pub fn sign_fc(
+    ak: &str,
+    sk: &str,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    date: &str,
+    headers: &[(&str, &str)],
+) -> String {
+    use hmac::Mac;
+    let mut fc: Vec<(String, String)> = headers
+        .iter()
+        .filter(|(k, _)| k.to_ascii_lowercase().starts_with("x-fc-"))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+        .collect();
+    fc.sort();
+    let canonical: String = fc.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
+    let raw_path = path.split('?').next().unwrap();
+    let resource = percent_encoding::percent_decode_str(raw_path).decode_utf8_lossy();
+    let sts = format!("{method}\n\n{content_type}\n{date}\n{canonical}{resource}");
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(sk.as_bytes()).unwrap();
+    mac.update(sts.as_bytes());
+    format!("FC {ak}:{}", b64(&mac.finalize().into_bytes()))
 }
 
 /// A response, fully read.

@@ -180,6 +180,51 @@ fn fc_canonical_headers(h: &HeaderMap) -> String {
     lines.into_iter().map(|(k, v)| format!("{k}:{v}\n")).collect()
 }
 
+/// The FC scheme's string to sign (spec §3.1): method, Content-MD5,
+/// Content-Type, Date, the `x-fc-*` headers, then the canonical resource.
+fn fc_string_to_sign(method: &str, h: &HeaderMap, content_type: &str, resource: &str) -> String {
+    format!(
+        "{}\n{}\n{}\n{}\n{}{resource}",
+        method.to_ascii_uppercase(),
+        header(h, "content-md5"),
+        content_type,
+        header(h, "date"),
+        fc_canonical_headers(h)
+    )
+}
+
+/// The canonical resource of an HTTP-trigger request as `aliyun-fc2` signs
+/// it: the decoded path, then the sorted, form-decoded `k=v` lines.
+pub fn fc_trigger_resource(decoded_path: &str, query: Option<&str>) -> String {
+    let mut pairs: Vec<String> = query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => format!("{}={}", form_decode(k), form_decode(v)),
+            None => form_decode(p),
+        })
+        .collect();
+    pairs.sort();
+    format!("{decoded_path}\n{}", pairs.join("\n"))
+}
+
+/// Signs a request in the FC scheme; `resource` is the decoded path (or
+/// [`fc_trigger_resource`] for HTTP triggers). The headers must already hold
+/// `date`, `content-type` and any `x-fc-*` headers. Returns the value of the
+/// `Authorization` header.
+pub fn fc_authorization(
+    access_key_id: &str,
+    secret: &str,
+    method: &str,
+    headers: &HeaderMap,
+    resource: &str,
+) -> String {
+    let sts = fc_string_to_sign(method, headers, header(headers, "content-type"), resource);
+    let sig = base64::engine::general_purpose::STANDARD.encode(hmac_sha256(secret.as_bytes(), sts.as_bytes()));
+    format!("FC {access_key_id}:{sig}")
+}
+
 fn verify_fc(
     creds: &Credentials,
     req: &SignedRequest<'_>,
@@ -192,44 +237,27 @@ fn verify_fc(
     let date = header(h, "date");
     check_http_date(date, now)?;
     let path = decode(req.path);
-    let prefix = |content_type: &str| {
-        format!(
-            "{}\n{}\n{}\n{}\n{}",
-            req.method.to_ascii_uppercase(),
-            header(h, "content-md5"),
-            content_type,
-            date,
-            fc_canonical_headers(h)
-        )
-    };
-    let sign = |string_to_sign: String| {
-        base64::engine::general_purpose::STANDARD.encode(hmac_sha256(secret.as_bytes(), string_to_sign.as_bytes()))
-    };
     let content_type = header(h, "content-type");
     let mut candidates = Vec::new();
     if req.path.contains("/proxy/") {
         // (b) aliyun-fc2 do_http_request: sorted, form-decoded k=v lines.
-        let mut pairs: Vec<String> = req
-            .query
-            .unwrap_or("")
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|p| match p.split_once('=') {
-                Some((k, v)) => format!("{}={}", form_decode(k), form_decode(v)),
-                None => form_decode(p),
-            })
-            .collect();
-        pairs.sort();
-        candidates.push(prefix(content_type) + &path + "\n" + &pairs.join("\n"));
+        candidates.push(fc_string_to_sign(
+            req.method,
+            h,
+            content_type,
+            &fc_trigger_resource(&path, req.query),
+        ));
         // (c) the 2021 SDK's helper: URL order, percent-decoded, '+' kept;
         // it signs an empty content type when the caller capitalised it.
         let raw = decode(req.query.unwrap_or(""));
-        let lines = raw.split('&').collect::<Vec<_>>().join("\n");
-        candidates.push(prefix(content_type) + &path + "\n" + &lines);
-        candidates.push(prefix("") + &path + "\n" + &lines);
+        let resource = format!("{path}\n{}", raw.split('&').collect::<Vec<_>>().join("\n"));
+        candidates.push(fc_string_to_sign(req.method, h, content_type, &resource));
+        candidates.push(fc_string_to_sign(req.method, h, "", &resource));
     } else {
-        candidates.push(prefix(content_type) + &path);
+        candidates.push(fc_string_to_sign(req.method, h, content_type, &path));
     }
+    let sign =
+        |sts: String| base64::engine::general_purpose::STANDARD.encode(hmac_sha256(secret.as_bytes(), sts.as_bytes()));
     if candidates.into_iter().any(|c| same(&sign(c), sig)) {
         Ok(ak.to_string())
     } else {

@@ -1,6 +1,7 @@
 //! The `wasmfc` command line.
 
 pub mod serve;
+pub mod tasks;
 
 use clap::{Parser, Subcommand};
 
@@ -17,12 +18,15 @@ pub struct Cli {
 pub enum Command {
     /// Run the server.
     Serve(serve::ServeCommand),
+    /// Manage tasks (stateful async invocations) on a running server.
+    Tasks(tasks::TasksCommand),
 }
 
 impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Serve(cmd) => cmd.run().await,
+            Command::Tasks(cmd) => cmd.run().await,
         }
     }
 }

@@ -20,3 +20,17 @@ async fn alibabacloud_fc_open20210406_works_unchanged() {
     let out = run_python("open_test.py", &s, &[]).await;
     assert!(out.contains("all checks passed"), "{out}");
 }
+
+#[tokio::test]
+async fn task_mode_through_alibabacloud_fc_open20210406() {
+    let s = Server::start(signed().arg("--retry-base-delay-ms").arg("50")).await;
+    let out = run_python("open_tasks_test.py", &s, &[]).await;
+    assert!(out.contains("all checks passed"), "{out}");
+}
+
+#[tokio::test]
+async fn task_mode_through_aliyun_fc2() {
+    let s = Server::start(signed()).await;
+    let out = run_python("fc2_tasks_test.py", &s, &[]).await;
+    assert!(out.contains("all checks passed"), "{out}");
+}

@@ -545,3 +545,64 @@ async fn plain_async_invocations_run_but_are_not_listed() {
         .json();
     assert_eq!(list["invocations"], json!([]));
 }
+
+/// Runs `wasmfc tasks ...` against `s` with its credentials.
+fn cli(s: &Server, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(wasmfc_tests::wasmfc_bin())
+        .arg("tasks")
+        .args(args)
+        .env("WASMFC_ENDPOINT", &s.base)
+        .env("WASMFC_ACCESS_KEY_ID", "cliAK")
+        .env("WASMFC_ACCESS_KEY_SECRET", "cliSecret")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn the_tasks_cli_lists_gets_stops_reruns_and_reads_logs() {
+    let s = Server::start(ServerOptions::default().with_credentials("cliAK", "cliSecret")).await;
+    let run = |args: &'static [&'static str]| {
+        let (ok, text) = cli(&s, args);
+        assert!(ok, "wasmfc tasks {args:?} failed:\n{text}");
+        text
+    };
+    // The harness signs its own requests on a server with credentials.
+    s.create_service(S).await;
+    s.create_function(S, "sleep", guests::SLEEP, json!({ "timeout": 60 }))
+        .await;
+    s.task_mode(S, "sleep", json!({})).await;
+    s.invoke_async(S, "sleep", "5", Some("cli-short")).await;
+    s.invoke_async(S, "sleep", "60000", Some("cli-long")).await;
+    s.wait_status(S, "sleep", "cli-short", "Succeeded", SECS(10)).await;
+    s.wait_status(S, "sleep", "cli-long", "Running", SECS(10)).await;
+    let list = run(&["list", "-s", S, "-f", "sleep", "--json"]);
+    let tasks: Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(tasks.as_array().unwrap().len(), 2, "{list}");
+    let table = run(&["list", "-s", S, "-f", "sleep"]);
+    assert!(table.contains("cli-long") && table.contains("STATUS"), "{table}");
+    let get = run(&["get", "-s", S, "-f", "sleep", "cli-short"]);
+    assert!(get.contains("Succeeded") && get.contains("slept 5 ms"), "{get}");
+    let stop = run(&["stop", "-s", S, "-f", "sleep", "cli-long"]);
+    assert!(stop.contains("cli-long: Stopp"), "{stop}");
+    let logs = run(&["logs", "-s", S, "-f", "sleep", "cli-short"]);
+    assert!(logs.contains("sleep: 5 ms"), "{logs}");
+    let rerun = run(&["rerun", "-s", S, "-f", "sleep", "cli-short", "--json"]);
+    let new: Value = serde_json::from_str(&rerun).unwrap();
+    assert_eq!(new["invocationPayload"], "5");
+    // A wrong secret is refused by the server and reported.
+    let out = std::process::Command::new(wasmfc_tests::wasmfc_bin())
+        .args(["tasks", "list", "-s", S, "-f", "sleep"])
+        .env("WASMFC_ENDPOINT", &s.base)
+        .env("WASMFC_ACCESS_KEY_ID", "cliAK")
+        .env("WASMFC_ACCESS_KEY_SECRET", "wrong")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SignatureNotMatch"));
+}

@@ -1,0 +1,238 @@
+//! `wasmfc tasks`: list, inspect, stop, re-run and read the logs of tasks on
+//! a running server.
+
+use bytes::Bytes;
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use http::Method;
+use serde_json::Value;
+
+use crate::client::{ClientArgs, FcClient};
+
+/// Manage tasks (stateful async invocations) on a running server.
+#[derive(Debug, clap::Args)]
+pub struct TasksCommand {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    #[command(subcommand)]
+    pub action: TasksAction,
+}
+
+/// Which function's tasks.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FunctionRef {
+    /// Service name.
+    #[arg(short, long)]
+    pub service: String,
+    /// Function name.
+    #[arg(short, long)]
+    pub function: String,
+    /// Qualifier (LATEST, a version or an alias).
+    #[arg(short, long)]
+    pub qualifier: Option<String>,
+    /// Print the server's JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl FunctionRef {
+    fn path(&self, rest: &str) -> String {
+        let svc = match &self.qualifier {
+            Some(q) => format!("{}.{q}", self.service),
+            None => self.service.clone(),
+        };
+        format!(
+            "/2016-08-15/services/{svc}/functions/{}/stateful-async-invocations{rest}",
+            self.function
+        )
+    }
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum TasksAction {
+    /// List tasks, newest first.
+    List {
+        #[command(flatten)]
+        function: FunctionRef,
+        /// Only tasks in this state (Running, Failed, ...).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only ids starting with this.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Tasks per page (1-100).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Follow nextToken through every page.
+        #[arg(long)]
+        all: bool,
+        /// Oldest first.
+        #[arg(long)]
+        asc: bool,
+    },
+    /// Show one task with its history.
+    Get {
+        #[command(flatten)]
+        function: FunctionRef,
+        id: String,
+    },
+    /// Stop a task (a running one is interrupted).
+    Stop {
+        #[command(flatten)]
+        function: FunctionRef,
+        id: String,
+    },
+    /// Submit a new task with the same payload.
+    Rerun {
+        #[command(flatten)]
+        function: FunctionRef,
+        id: String,
+    },
+    /// Print a task's captured output.
+    Logs {
+        #[command(flatten)]
+        function: FunctionRef,
+        id: String,
+    },
+}
+
+fn ms_to_iso(v: &Value) -> String {
+    match v.as_i64() {
+        Some(0) | None => "-".into(),
+        Some(ms) => crate::util::iso_ms(ms),
+    }
+}
+
+fn short(s: &str, n: usize) -> String {
+    let one_line = s.replace('\n', " ");
+    if one_line.chars().count() > n {
+        format!("{}…", one_line.chars().take(n).collect::<String>())
+    } else {
+        one_line
+    }
+}
+
+fn table_of(tasks: &[Value]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(["ID", "STATUS", "STARTED", "DURATION", "RETRIES", "ERROR"]);
+    for task in tasks {
+        t.add_row([
+            task["invocationId"].as_str().unwrap_or("").to_string(),
+            task["status"].as_str().unwrap_or("").to_string(),
+            ms_to_iso(&task["startedTime"]),
+            format!("{} ms", task["durationMs"].as_i64().unwrap_or(0)),
+            task["alreadyRetriedTimes"].to_string(),
+            short(task["invocationErrorMessage"].as_str().unwrap_or(""), 60),
+        ]);
+    }
+    t
+}
+
+fn print_task(task: &Value) {
+    println!("{}", table_of(std::slice::from_ref(task)));
+    if let Some(events) = task["events"].as_array() {
+        let mut t = Table::new();
+        t.load_preset(UTF8_FULL_CONDENSED);
+        t.set_header(["#", "EVENT", "TIME", "DETAIL"]);
+        for e in events {
+            t.add_row([
+                e["eventId"].to_string(),
+                e["status"].as_str().unwrap_or("").to_string(),
+                ms_to_iso(&e["timestamp"]),
+                short(e["eventDetail"].as_str().unwrap_or(""), 80),
+            ]);
+        }
+        println!("{t}");
+    }
+    let ret = task["returnPayload"].as_str().unwrap_or("");
+    if !ret.is_empty() {
+        println!("result: {}", short(ret, 400));
+    }
+}
+
+impl TasksCommand {
+    pub async fn run(self) -> anyhow::Result<()> {
+        let client = FcClient::new(&self.client);
+        match self.action {
+            TasksAction::List {
+                function,
+                status,
+                prefix,
+                limit,
+                all,
+                asc,
+            } => {
+                let mut collected = Vec::new();
+                let mut token: Option<String> = None;
+                loop {
+                    let mut q = vec![
+                        format!("limit={limit}"),
+                        format!("sortOrderByTime={}", if asc { "asc" } else { "desc" }),
+                    ];
+                    if let Some(s) = &status {
+                        q.push(format!("status={s}"));
+                    }
+                    if let Some(p) = &prefix {
+                        q.push(format!("invocationIdPrefix={p}"));
+                    }
+                    if let Some(t) = &token {
+                        q.push(format!("nextToken={t}"));
+                    }
+                    let page = client.get_json(&function.path(&format!("?{}", q.join("&")))).await?;
+                    collected.extend(page["invocations"].as_array().cloned().unwrap_or_default());
+                    token = page["nextToken"].as_str().map(str::to_string);
+                    if !all || token.is_none() {
+                        break;
+                    }
+                }
+                if function.json {
+                    println!("{}", serde_json::to_string_pretty(&collected)?);
+                } else {
+                    println!("{}", table_of(&collected));
+                    if let Some(t) = token {
+                        println!("more: --all, or nextToken={t}");
+                    }
+                }
+            }
+            TasksAction::Get { function, id } => {
+                let task = client.get_json(&function.path(&format!("/{id}"))).await?;
+                if function.json {
+                    println!("{}", serde_json::to_string_pretty(&task)?);
+                } else {
+                    print_task(&task);
+                }
+            }
+            TasksAction::Stop { function, id } => {
+                let task = client
+                    .send(Method::PUT, &function.path(&format!("/{id}")), &[], Bytes::new())
+                    .await?
+                    .json()?;
+                if function.json {
+                    println!("{}", serde_json::to_string_pretty(&task)?);
+                } else {
+                    println!("{id}: {}", task["status"].as_str().unwrap_or("?"));
+                }
+            }
+            TasksAction::Rerun { function, id } => {
+                let task = client
+                    .send(Method::POST, &function.path(&format!("/{id}/rerun")), &[], Bytes::new())
+                    .await?
+                    .json()?;
+                if function.json {
+                    println!("{}", serde_json::to_string_pretty(&task)?);
+                } else {
+                    println!("re-run of {id}: {}", task["invocationId"].as_str().unwrap_or("?"));
+                }
+            }
+            TasksAction::Logs { function, id } => {
+                let logs = client.get_json(&function.path(&format!("/{id}/logs"))).await?;
+                if function.json {
+                    println!("{}", serde_json::to_string_pretty(&logs)?);
+                } else {
+                    print!("{}", logs["logs"].as_str().unwrap_or(""));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,155 @@
+//! A small FC client for the `wasmfc` subcommands that talk to a running
+//! server (`tasks`, `bench`, `orchestrations`). Signs with the FC scheme,
+//! exactly as `aliyun-fc2` does, when credentials are given.
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use serde_json::Value;
+
+use crate::api::auth::fc_authorization;
+
+/// Where the server is and how to sign for it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientArgs {
+    /// Server URL.
+    #[arg(
+        long,
+        env = "WASMFC_ENDPOINT",
+        default_value = "http://127.0.0.1:9000",
+        global = true
+    )]
+    pub endpoint: String,
+    /// Access key id (when the server requires signatures).
+    #[arg(long, env = "WASMFC_ACCESS_KEY_ID", global = true)]
+    pub access_key_id: Option<String>,
+    /// Access key secret.
+    #[arg(long, env = "WASMFC_ACCESS_KEY_SECRET", global = true, hide_env_values = true)]
+    pub access_key_secret: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach {endpoint}: {source}")]
+    Transport {
+        endpoint: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The server answered with an FC error.
+    #[error("{status} {code}: {message}")]
+    Api {
+        status: StatusCode,
+        code: String,
+        message: String,
+    },
+    #[error("the server answered with something that is not JSON: {0}")]
+    NotJson(String),
+}
+
+/// A response, fully read.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> Result<Value, ClientError> {
+        serde_json::from_slice(&self.body).map_err(|_| ClientError::NotJson(String::from_utf8_lossy(&self.body).into()))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct FcClient {
+    base: String,
+    credentials: Option<(String, String)>,
+    http: reqwest::Client,
+}
+
+impl FcClient {
+    pub fn new(args: &ClientArgs) -> FcClient {
+        FcClient {
+            base: args.endpoint.trim_end_matches('/').to_string(),
+            credentials: args.access_key_id.clone().zip(args.access_key_secret.clone()),
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(256)
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Sends a request. `path` starts with the API prefix
+    /// (`/2016-08-15/...`) and may carry a query; `headers` are extra
+    /// request headers (`x-fc-*` ones are signed).
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Result<Reply, ClientError> {
+        let body: Bytes = body.into();
+        let mut h = HeaderMap::new();
+        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(std::time::SystemTime::now())) {
+            h.insert(http::header::DATE, v);
+        }
+        for (k, v) in headers {
+            if let (Ok(name), Ok(value)) = (
+                http::HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()),
+                HeaderValue::from_str(v),
+            ) {
+                h.insert(name, value);
+            }
+        }
+        if let Some((ak, sk)) = &self.credentials {
+            let raw_path = path.split('?').next().unwrap_or(path);
+            let resource = percent_encoding::percent_decode_str(raw_path)
+                .decode_utf8_lossy()
+                .into_owned();
+            let auth = fc_authorization(ak, sk, method.as_str(), &h, &resource);
+            if let Ok(v) = HeaderValue::from_str(&auth) {
+                h.insert(http::header::AUTHORIZATION, v);
+            }
+        }
+        let resp = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .headers(h)
+            .body(body)
+            .send()
+            .await
+            .map_err(|source| ClientError::Transport {
+                endpoint: self.base.clone(),
+                source,
+            })?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.map_err(|source| ClientError::Transport {
+            endpoint: self.base.clone(),
+            source,
+        })?;
+        let reply = Reply { status, headers, body };
+        if status.as_u16() >= 400 {
+            let v = reply.json().unwrap_or_default();
+            return Err(ClientError::Api {
+                status,
+                code: v["ErrorCode"].as_str().unwrap_or("").to_string(),
+                message: v["ErrorMessage"]
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| String::from_utf8_lossy(&reply.body).into_owned()),
+            });
+        }
+        Ok(reply)
+    }
+
+    pub async fn get_json(&self, path: &str) -> Result<Value, ClientError> {
+        self.send(Method::GET, path, &[], Bytes::new()).await?.json()
+    }
+}

@@ -9,6 +9,7 @@ use std::process::Command;
 /// (package, target, constant name)
 const GUESTS: &[(&str, &str, &str)] = &[
     ("hello", "wasm32-wasip2", "HELLO"),
+    ("noop", "wasm32-wasip2", "NOOP"),
     ("spin", "wasm32-wasip2", "SPIN"),
     ("memhog", "wasm32-wasip2", "MEMHOG"),
     ("fail", "wasm32-wasip2", "FAIL"),

@@ -1,5 +1,6 @@
 //! The `wasmfc` command line.
 
+pub mod bench;
 pub mod serve;
 pub mod tasks;
 
@@ -20,6 +21,8 @@ pub enum Command {
     Serve(serve::ServeCommand),
     /// Manage tasks (stateful async invocations) on a running server.
     Tasks(tasks::TasksCommand),
+    /// Run a benchmark (starts its own servers).
+    Bench(bench::BenchCommand),
 }
 
 impl Cli {
@@ -27,6 +30,7 @@ impl Cli {
         match self.command {
             Command::Serve(cmd) => cmd.run().await,
             Command::Tasks(cmd) => cmd.run().await,
+            Command::Bench(cmd) => cmd.run().await,
         }
     }
 }

@@ -184,13 +184,13 @@ pub enum SchedulerError {
 }
 
 /// What a Stop request found and did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum StopOutcome {
     /// It was running; it is `Stopping` and will be `Stopped` once the
     /// guest is interrupted.
-    Stopping,
-    /// It had not run (or was already stopping): it is `Stopped`.
-    Stopped,
+    Stopping(TaskRow),
+    /// It had not run: it is `Stopped`.
+    Stopped(TaskRow),
     AlreadyFinished(TaskState),
     NotFound,
 }
@@ -330,49 +330,70 @@ impl Scheduler {
     }
 
     /// Stops a task: a queued one at once, a running one by interrupting
-    /// its guest.
-    pub async fn stop(&self, service: &str, function: &str, invocation_id: &str) -> Result<StopOutcome, StoreError> {
+    /// its guest. `row` is the task as the caller just read it; the outcome
+    /// carries it as it is after the stop, so the caller need not read again.
+    pub async fn stop(&self, row: TaskRow) -> Result<StopOutcome, StoreError> {
         use TaskState::*;
+        let (service, function, invocation_id) = (row.service.clone(), row.function.clone(), row.invocation_id.clone());
+        let mut row = Some(row);
         // A few rounds: the task may move between our read and our write.
         for _ in 0..5 {
-            let Some(row) = self
-                .inner
-                .store
-                .get_task(service, function, invocation_id, false)
-                .await?
-            else {
-                return Ok(StopOutcome::NotFound);
+            let current = match row.take() {
+                Some(r) => r,
+                None => match self
+                    .inner
+                    .store
+                    .get_task(&service, &function, &invocation_id, false)
+                    .await?
+                {
+                    Some(r) => r,
+                    None => return Ok(StopOutcome::NotFound),
+                },
             };
-            match row.status {
+            match current.status {
                 s if s.is_terminal() => return Ok(StopOutcome::AlreadyFinished(s)),
                 Stopping => {
-                    self.signal(row.seq);
-                    return Ok(StopOutcome::Stopping);
+                    self.signal(current.seq);
+                    return Ok(StopOutcome::Stopping(current));
                 }
                 Enqueued | Dequeued | Retrying => {
                     let t = Transition::new(
-                        row.seq,
+                        current.seq,
                         &[Enqueued, Dequeued, Retrying],
                         Stopped,
                         "stopped by request before it ran",
                     );
-                    if self.inner.store.transition(t).await?.is_some() {
-                        self.signal(row.seq);
+                    if let Some(applied) = self.inner.store.transition(t).await? {
+                        self.signal(current.seq);
                         self.count_finished(Stopped);
-                        return Ok(StopOutcome::Stopped);
+                        return Ok(StopOutcome::Stopped(applied.row));
                     }
                 }
                 Running => {
-                    let t = Transition::new(row.seq, &[Running], Stopping, "stop requested; interrupting the guest");
-                    if self.inner.store.transition(t).await?.is_some() {
-                        self.signal(row.seq);
-                        return Ok(StopOutcome::Stopping);
+                    let t = Transition::new(
+                        current.seq,
+                        &[Running],
+                        Stopping,
+                        "stop requested; interrupting the guest",
+                    );
+                    if let Some(applied) = self.inner.store.transition(t).await? {
+                        self.signal(current.seq);
+                        return Ok(StopOutcome::Stopping(applied.row));
                     }
                 }
                 _ => {}
             }
         }
-        Ok(StopOutcome::Stopping)
+        match self
+            .inner
+            .store
+            .get_task(&service, &function, &invocation_id, false)
+            .await?
+        {
+            Some(r) if r.status.is_terminal() => Ok(StopOutcome::AlreadyFinished(r.status)),
+            Some(r) => Ok(StopOutcome::Stopping(r)),
+            None => Ok(StopOutcome::NotFound),
+        }
     }
 
     fn signal(&self, seq: i64) {

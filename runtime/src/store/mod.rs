@@ -94,6 +94,7 @@ impl Store {
         };
         conn.pragma_update(None, "synchronous", sync)?;
         conn.pragma_update(None, "foreign_keys", "OFF")?;
+        conn.set_prepared_statement_cache_capacity(64);
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(TASK_SCHEMA)?;
@@ -236,24 +237,26 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn WriteJob>>) {
 }
 
 fn run_batch(conn: &Connection, batch: &mut [Box<dyn WriteJob>]) -> std::result::Result<(), String> {
-    conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| e.to_string())?;
+    // Cached statements: a batch runs these once per job.
+    let exec = |sql: &str| -> rusqlite::Result<()> { conn.prepare_cached(sql)?.execute([]).map(drop) };
+    exec("BEGIN IMMEDIATE").map_err(|e| e.to_string())?;
     for job in batch.iter_mut() {
-        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+        if let Err(e) = exec("SAVEPOINT job") {
             let _ = conn.execute_batch("ROLLBACK");
             return Err(e.to_string());
         }
         let ok = job.run(conn);
         let end = if ok {
-            "RELEASE job"
+            exec("RELEASE job")
         } else {
-            "ROLLBACK TO job; RELEASE job"
+            exec("ROLLBACK TO job").and_then(|()| exec("RELEASE job"))
         };
-        if let Err(e) = conn.execute_batch(end) {
+        if let Err(e) = end {
             let _ = conn.execute_batch("ROLLBACK");
             return Err(e.to_string());
         }
     }
-    conn.execute_batch("COMMIT").map_err(|e| {
+    exec("COMMIT").map_err(|e| {
         let _ = conn.execute_batch("ROLLBACK");
         e.to_string()
     })

@@ -26,8 +26,11 @@ CREATE TABLE IF NOT EXISTS tasks (
 );
 
 CREATE INDEX IF NOT EXISTS tasks_by_time ON tasks (service, function, created_ms, seq);
-CREATE INDEX IF NOT EXISTS tasks_active ON tasks (status)
-    WHERE status NOT IN ('Succeeded', 'Failed', 'Stopped', 'Expired', 'Invalid');
+-- Unfinished tasks (recovery, invalidation). Keyed on end_ms, which only a
+-- terminal transition sets, so Dequeued/Running/Retrying updates leave this
+-- index alone.
+DROP INDEX IF EXISTS tasks_active;
+CREATE INDEX IF NOT EXISTS tasks_unfinished ON tasks (seq) WHERE end_ms = 0;
 CREATE INDEX IF NOT EXISTS tasks_ended ON tasks (end_ms) WHERE end_ms > 0;
 
 CREATE TABLE IF NOT EXISTS task_events (

@@ -202,24 +202,25 @@ fn select(with_payload: bool) -> String {
     }
 }
 
-fn append_event(c: &Connection, seq: i64, event_type: &str, ts: i64, detail: &str) -> Result<i64> {
-    let id: i64 = c.query_row(
-        "UPDATE tasks SET events = events + 1 WHERE seq = ?1 RETURNING events",
-        [seq],
-        |r| r.get(0),
-    )?;
-    c.execute(
+/// Writes history event `event_id` of task `seq`. The caller has already
+/// advanced the task's `events` counter in its own statement (one statement
+/// fewer per write on the single writer thread).
+fn append_event(c: &Connection, seq: i64, event_id: i64, event_type: &str, ts: i64, detail: &str) -> Result<()> {
+    // Cached statements: these run several times per task on the single
+    // writer thread, where parsing SQL would be most of the cost.
+    c.prepare_cached(
         "INSERT INTO task_events(task_seq, event_id, event_type, ts_ms, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![seq, id, event_type, ts, detail],
-    )?;
-    Ok(id)
+    )?
+    .execute(params![seq, event_id, event_type, ts, detail])?;
+    Ok(())
 }
 
 fn insert(c: &Connection, t: &NewTask) -> Result<i64> {
-    let inserted = c.execute(
-        "INSERT INTO tasks(service, function, qualifier, invocation_id, stateful, kind, status, payload, request_id, created_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'Enqueued', ?7, ?8, ?9)",
-        params![
+    let inserted = c.prepare_cached(
+        "INSERT INTO tasks(service, function, qualifier, invocation_id, stateful, kind, status, payload, request_id, created_ms, events)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'Enqueued', ?7, ?8, ?9, 1)",
+    )?
+    .execute(params![
             t.service,
             t.function,
             t.qualifier,
@@ -229,8 +230,7 @@ fn insert(c: &Connection, t: &NewTask) -> Result<i64> {
             t.payload.as_ref(),
             t.request_id,
             t.created_ms
-        ],
-    );
+        ]);
     match inserted {
         Ok(_) => {}
         Err(e) => {
@@ -245,15 +245,14 @@ fn insert(c: &Connection, t: &NewTask) -> Result<i64> {
         }
     }
     let seq = c.last_insert_rowid();
-    append_event(c, seq, TaskState::Enqueued.as_str(), t.created_ms, &t.detail)?;
+    append_event(c, seq, 1, TaskState::Enqueued.as_str(), t.created_ms, &t.detail)?;
     Ok(seq)
 }
 
 fn apply(c: &Connection, t: Transition) -> Result<Option<Applied>> {
     let Some(row) = c
-        .query_row(&format!("{} WHERE seq = ?1", select(t.want_payload)), [t.seq], |r| {
-            row_from(r, t.want_payload)
-        })
+        .prepare_cached(&format!("{} WHERE seq = ?1", select(t.want_payload)))?
+        .query_row([t.seq], |r| row_from(r, t.want_payload))
         .optional()?
     else {
         return Ok(None);
@@ -270,8 +269,9 @@ fn apply(c: &Connection, t: Transition) -> Result<Option<Applied>> {
         u.destination_status = Some(f.status.clone());
     }
     let end_ms = u.end_ms.or(next.is_terminal().then_some(now));
-    c.execute(
-        "UPDATE tasks SET status = ?2,
+    let event_id = c
+        .prepare_cached(
+            "UPDATE tasks SET status = ?2,
              attempts = COALESCE(?3, attempts),
              next_run_ms = COALESCE(?4, next_run_ms),
              end_ms = COALESCE(?5, end_ms),
@@ -280,23 +280,28 @@ fn apply(c: &Connection, t: Transition) -> Result<Option<Applied>> {
              destination_status = COALESCE(?8, destination_status),
              instance_id = COALESCE(?9, instance_id),
              duration_ms = COALESCE(?10, duration_ms),
-             logs = COALESCE(?11, logs)
-         WHERE seq = ?1",
-        params![
-            t.seq,
-            next.as_str(),
-            u.attempts,
-            u.next_run_ms,
-            end_ms,
-            u.error,
-            u.result.as_deref(),
-            u.destination_status,
-            u.instance_id,
-            u.duration_ms,
-            u.logs.as_deref()
-        ],
-    )?;
-    append_event(c, t.seq, next.as_str(), now, &t.detail)?;
+             logs = COALESCE(?11, logs),
+             events = events + 1
+         WHERE seq = ?1
+         RETURNING events",
+        )?
+        .query_row(
+            params![
+                t.seq,
+                next.as_str(),
+                u.attempts,
+                u.next_run_ms,
+                end_ms,
+                u.error,
+                u.result.as_deref(),
+                u.destination_status,
+                u.instance_id,
+                u.duration_ms,
+                u.logs.as_deref()
+            ],
+            |r| r.get::<_, i64>(0),
+        )?;
+    append_event(c, t.seq, event_id, next.as_str(), now, &t.detail)?;
     let follow_up_seq = match follow_up.and_then(|f| f.task) {
         Some(task) => match insert(c, &task) {
             Ok(seq) => Some(seq),
@@ -311,6 +316,9 @@ fn apply(c: &Connection, t: Transition) -> Result<Option<Applied>> {
     };
     let mut row = row;
     row.status = next;
+    if let Some(end) = end_ms {
+        row.end_ms = end;
+    }
     Ok(Some(Applied {
         state: next,
         row,
@@ -339,20 +347,19 @@ impl Store {
     pub async fn invalidate_function_tasks(&self, service: &str, function: &str, detail: &str) -> Result<Vec<i64>> {
         let (service, function, detail) = (service.to_string(), function.to_string(), detail.to_string());
         self.write(move |c| {
-            let mut stmt = c.prepare(
-                "SELECT seq FROM tasks WHERE service = ?1 AND function = ?2
-                 AND status NOT IN ('Succeeded', 'Failed', 'Stopped', 'Expired', 'Invalid')",
-            )?;
+            let mut stmt = c.prepare("SELECT seq FROM tasks WHERE end_ms = 0 AND service = ?1 AND function = ?2")?;
             let seqs: Vec<i64> = stmt
                 .query_map(params![service, function], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
             let now = crate::util::now_ms();
             for seq in &seqs {
-                c.execute(
-                    "UPDATE tasks SET status = 'Invalid', end_ms = ?2, error = ?3 WHERE seq = ?1",
+                let event_id: i64 = c.query_row(
+                    "UPDATE tasks SET status = 'Invalid', end_ms = ?2, error = ?3, events = events + 1
+                     WHERE seq = ?1 RETURNING events",
                     params![seq, now, detail],
+                    |r| r.get(0),
                 )?;
-                append_event(c, *seq, TaskState::Invalid.as_str(), now, &detail)?;
+                append_event(c, *seq, event_id, TaskState::Invalid.as_str(), now, &detail)?;
             }
             Ok(seqs)
         })
@@ -484,10 +491,7 @@ impl Store {
     /// Every non-terminal task (startup recovery), oldest first.
     pub fn active_tasks(&self) -> Result<Vec<TaskRow>> {
         self.read_blocking(|c| {
-            let mut stmt = c.prepare(&format!(
-                "{} WHERE status NOT IN ('Succeeded', 'Failed', 'Stopped', 'Expired', 'Invalid') ORDER BY seq",
-                select(false)
-            ))?;
+            let mut stmt = c.prepare(&format!("{} WHERE end_ms = 0 ORDER BY seq", select(false)))?;
             let rows = stmt
                 .query_map([], |r| row_from(r, false))?
                 .collect::<rusqlite::Result<_>>()?;

@@ -179,13 +179,6 @@ impl Scope {
     pub fn qualifier(&self) -> Option<&str> {
         self.qualifier.as_deref()
     }
-
-    /// The qualifier, which this operation requires (FC's async-invoke and
-    /// provision configs).
-    pub fn required_qualifier(&self) -> Result<&str, ApiError> {
-        self.qualifier()
-            .ok_or_else(|| ApiError::invalid("a qualifier is required: use {service}.{qualifier} or ?qualifier="))
-    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Scope {

@@ -145,21 +145,15 @@ fn parse_token(token: &str) -> ApiResult<(i64, i64)> {
 
 pub async fn stop(State(app): State<SharedState>, scope: Scope) -> ApiResult<Response> {
     let row = load(&app, &scope, false).await?;
-    match app
-        .scheduler
-        .stop(&row.service, &row.function, &row.invocation_id)
-        .await?
-    {
-        StopOutcome::NotFound => Err(not_found(&row.invocation_id)),
+    let id = row.invocation_id.clone();
+    match app.scheduler.stop(row).await? {
+        StopOutcome::NotFound => Err(not_found(&id)),
         StopOutcome::AlreadyFinished(state) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "StatefulAsyncInvocationAlreadyCompleted",
-            format!("invocation '{}' already finished ({state})", row.invocation_id),
+            format!("invocation '{id}' already finished ({state})"),
         )),
-        StopOutcome::Stopping | StopOutcome::Stopped => {
-            let row = load(&app, &scope, false).await?;
-            Ok(json_response(invocation_json(&row, false, None)))
-        }
+        StopOutcome::Stopping(row) | StopOutcome::Stopped(row) => Ok(json_response(invocation_json(&row, false, None))),
     }
 }
 

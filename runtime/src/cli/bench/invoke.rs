@@ -1,0 +1,134 @@
+//! `wasmfc bench invoke`: what one invocation costs inside the engine, with
+//! no HTTP, registry or pool in the way.
+//!
+//! - `new-instance`: fresh store + instantiate (pooling allocator,
+//!   `InstancePre`, copy-on-write memory) + call + drop — what every
+//!   invocation costs when nothing is reused;
+//! - `instantiate-only`: the same without the call;
+//! - `warm-instance`: a call into a live instance (what the pool gives).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+
+use super::CommonArgs;
+use super::load::new_histogram;
+use super::report::{Report, Row};
+use crate::engine::{Engine, EngineConfig, InstanceSettings, InvocationContext, StopHandle};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct InvokeArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Measured iterations per scenario (after a tenth as many to warm up).
+    #[arg(long, default_value_t = 20_000)]
+    pub iterations: u64,
+}
+
+fn context() -> InvocationContext {
+    InvocationContext::new(
+        "bench".into(),
+        "bench".into(),
+        "bench".into(),
+        "LATEST".into(),
+        "LATEST".into(),
+        Duration::from_secs(60),
+        None,
+        0,
+        StopHandle::new(),
+    )
+}
+
+pub async fn run(args: InvokeArgs) -> anyhow::Result<()> {
+    let cache = tempfile::tempdir()?;
+    let engine = Engine::new(EngineConfig {
+        cache_dir: cache.path().to_path_buf(),
+        max_instances: 64,
+        ..EngineConfig::default()
+    })?;
+    let settings = Arc::new(InstanceSettings {
+        env: vec![],
+        memory_limit_mb: 128,
+        run_initializer: false,
+    });
+    let event = Bytes::from_static(b"bench");
+    let mut report = Report::new("invoke");
+    if !engine.pagemap_scan() {
+        report.machine.push_str(" (no pagemap_scan: instance reset is slower)");
+    }
+    let warmup = (args.iterations / 10).max(1);
+
+    for guest in ["hello", "noop", "echo-wasi"] {
+        let path = args.common.guest(guest);
+        let wasm = std::fs::read(&path).with_context(|| {
+            format!(
+                "reading {} (build the example guests first: bash scripts/build-guests.sh)",
+                path.display()
+            )
+        })?;
+        let prepared = engine
+            .validate(crate::registry::sha256_hex(&wasm), Bytes::from(wasm))
+            .await?;
+
+        let mut h = new_histogram();
+        for i in 0..warmup + args.iterations {
+            let ctx = context();
+            let t = Instant::now();
+            let mut instance = engine.instantiate(prepared.clone(), settings.clone(), None).await?;
+            let out = instance.invoke(&ctx, event.clone()).await;
+            drop(instance);
+            let ns = t.elapsed().as_nanos() as u64;
+            out.result.with_context(|| format!("{guest} failed"))?;
+            if i >= warmup {
+                h.saturating_record(ns);
+            }
+        }
+        report
+            .rows
+            .push(Row::from_histogram(format!("{guest}/new-instance"), &h, 1.0));
+        if guest == "echo-wasi" {
+            // A command is instantiated per invocation by design.
+            continue;
+        }
+
+        let mut h = new_histogram();
+        for i in 0..warmup + args.iterations {
+            let t = Instant::now();
+            let instance = engine.instantiate(prepared.clone(), settings.clone(), None).await?;
+            drop(instance);
+            if i >= warmup {
+                h.saturating_record(t.elapsed().as_nanos() as u64);
+            }
+        }
+        report
+            .rows
+            .push(Row::from_histogram(format!("{guest}/instantiate-only"), &h, 1.0));
+
+        let mut h = new_histogram();
+        let mut instance = engine.instantiate(prepared.clone(), settings.clone(), None).await?;
+        for i in 0..warmup + args.iterations {
+            let ctx = context();
+            let t = Instant::now();
+            let out = instance.invoke(&ctx, event.clone()).await;
+            let ns = t.elapsed().as_nanos() as u64;
+            out.result.with_context(|| format!("{guest} failed"))?;
+            if i >= warmup {
+                h.saturating_record(ns);
+            }
+        }
+        report
+            .rows
+            .push(Row::from_histogram(format!("{guest}/warm-instance"), &h, 1.0));
+    }
+    // Histograms here hold nanoseconds; the rows converted them. Ratios are
+    // against the first row (hello on a new instance).
+    if let Some(base) = report.rows.first().map(|r| r.p50_us) {
+        for row in &mut report.rows {
+            row.ratio = Some(row.p50_us / base);
+        }
+    }
+    report.print(args.common.json);
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! A closed-loop HTTP load generator, in the manner of `wrk`: a number of
+//! HTTP/1.1 keep-alive connections, each sending its next request as soon as
+//! the previous answer has been read. Latencies go into an HDR histogram.
+//!
+//! It speaks raw hyper connections rather than a pooled client so that the
+//! generator costs as little as possible: the server and the generator share
+//! the machine, and what the generator burns is not available to the server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+
+/// When a load run ends.
+#[derive(Debug, Clone, Copy)]
+pub enum Until {
+    /// After this long.
+    Elapsed(Duration),
+    /// After this many requests in total.
+    Count(u64),
+}
+
+/// What a load run measured.
+#[derive(Debug)]
+pub struct LoadResult {
+    /// Requests answered with a 2xx status.
+    pub ok: u64,
+    /// Requests answered otherwise, or that failed in transport.
+    pub errors: u64,
+    /// The first error seen, to tell the user what went wrong.
+    pub first_error: Option<String>,
+    pub elapsed: Duration,
+    /// Latency of the successful requests, in microseconds.
+    pub latency_us: Histogram<u64>,
+}
+
+impl LoadResult {
+    pub fn per_second(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON)
+    }
+}
+
+/// Makes the request with the given sequence number.
+pub type MakeRequest = dyn Fn(u64) -> Request<Full<Bytes>> + Send + Sync;
+
+/// Runs `connections` closed loops against `addr` until `until`.
+pub async fn run(
+    addr: SocketAddr,
+    connections: usize,
+    until: Until,
+    make: Arc<MakeRequest>,
+) -> anyhow::Result<LoadResult> {
+    let sequence = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = match until {
+        Until::Elapsed(d) => Some(started + d),
+        Until::Count(_) => None,
+    };
+    let limit = match until {
+        Until::Count(n) => n,
+        Until::Elapsed(_) => u64::MAX,
+    };
+    let mut loops = Vec::with_capacity(connections);
+    for _ in 0..connections.max(1) {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
+        stream.set_nodelay(true)?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        let make = make.clone();
+        let sequence = sequence.clone();
+        loops.push(tokio::spawn(async move {
+            let mut latency = new_histogram();
+            let (mut ok, mut errors, mut first_error) = (0u64, 0u64, None::<String>);
+            loop {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
+                let n = sequence.fetch_add(1, Ordering::Relaxed);
+                if n >= limit {
+                    break;
+                }
+                let request = make(n);
+                let sent = Instant::now();
+                let outcome = match sender.send_request(request).await {
+                    Ok(response) => {
+                        let status = response.status();
+                        match response.into_body().collect().await {
+                            Ok(_) if status.is_success() => Ok(()),
+                            Ok(body) => Err(format!("{status}: {}", String::from_utf8_lossy(&body.to_bytes()))),
+                            Err(e) => Err(format!("reading the body: {e}")),
+                        }
+                    }
+                    Err(e) => Err(format!("sending: {e}")),
+                };
+                match outcome {
+                    Ok(()) => {
+                        ok += 1;
+                        latency.saturating_record(sent.elapsed().as_micros() as u64);
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        first_error.get_or_insert(e);
+                        if sender.ready().await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            (ok, errors, first_error, latency)
+        }));
+    }
+    let mut result = LoadResult {
+        ok: 0,
+        errors: 0,
+        first_error: None,
+        elapsed: Duration::ZERO,
+        latency_us: new_histogram(),
+    };
+    for handle in loops {
+        let (ok, errors, first_error, latency) = handle.await?;
+        result.ok += ok;
+        result.errors += errors;
+        if result.first_error.is_none() {
+            result.first_error = first_error;
+        }
+        result.latency_us.add(&latency)?;
+    }
+    result.elapsed = started.elapsed();
+    Ok(result)
+}
+
+/// A histogram for microsecond latencies from 1 µs to an hour, 3 significant
+/// digits.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).unwrap_or_else(|_| Histogram::new(3).expect("sigfig 3 is valid"))
+}
+
+/// A POST with a body, as FC's InvokeFunction is.
+pub fn post(addr: SocketAddr, path: &str, headers: &[(&str, String)], body: Bytes) -> Request<Full<Bytes>> {
+    let mut builder = Request::post(path).header(http::header::HOST, addr.to_string());
+    for (name, value) in headers {
+        builder = builder.header(*name, value.as_str());
+    }
+    builder
+        .body(Full::new(body))
+        .unwrap_or_else(|_| Request::new(Full::new(Bytes::new())))
+}

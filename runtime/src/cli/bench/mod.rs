@@ -1,0 +1,78 @@
+//! `wasmfc bench`: the benchmarks behind `docs/benchmarks.md`.
+//!
+//! Every benchmark measures side by side in one run and reports ratios,
+//! because the machines we run on are noisy: absolute numbers move from run
+//! to run, ratios much less.
+//! - `invoke`: in-process invocation latency (engine only, no HTTP);
+//! - `http`: sync InvokeFunction over HTTP beside a plain axum hello world;
+//! - `tasks`: task mode — accepted/s, completed/s, Stop latency.
+
+mod child;
+mod http;
+mod invoke;
+mod load;
+mod report;
+mod tasks;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+/// Run a benchmark and print its table (or JSON).
+#[derive(Debug, Args)]
+pub struct BenchCommand {
+    #[command(subcommand)]
+    pub which: Benchmark,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Benchmark {
+    /// In-process invoke latency: new instance, instantiation alone, warm
+    /// instance.
+    Invoke(invoke::InvokeArgs),
+    /// Sync InvokeFunction over HTTP beside a plain axum route.
+    Http(http::HttpArgs),
+    /// Task mode: accepted tasks/s, completed no-op tasks/s, Stop latency.
+    Tasks(tasks::TasksArgs),
+    /// The axum hello-world the `http` benchmark compares against.
+    #[command(hide = true)]
+    BaselineServer {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
+}
+
+/// Flags every benchmark shares.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// Where the example guests were built (`bash scripts/build-guests.sh`).
+    #[arg(long, default_value = "target/guest-examples")]
+    pub guests: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl CommonArgs {
+    /// The path of an example guest's `.wasm`.
+    pub fn guest(&self, name: &str) -> PathBuf {
+        let target = if name == "echo-wasi" {
+            "wasm32-wasip1"
+        } else {
+            "wasm32-wasip2"
+        };
+        self.guests.join(target).join("release").join(format!("{name}.wasm"))
+    }
+}
+
+impl BenchCommand {
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self.which {
+            Benchmark::Invoke(args) => invoke::run(args).await,
+            Benchmark::Http(args) => http::run(args).await,
+            Benchmark::Tasks(args) => tasks::run(args).await,
+            Benchmark::BaselineServer { listen } => child::run_baseline(listen).await,
+        }
+    }
+}

@@ -41,6 +41,7 @@ deploy() { # name file [settings-json]
 W2=target/guest-examples/wasm32-wasip2/release
 W1=target/guest-examples/wasm32-wasip1/release
 deploy hello   "$W2/hello.wasm"
+deploy noop    "$W2/noop.wasm"
 deploy counter "$W2/counter.wasm" '{"initializer":"init"}'
 deploy sleep   "$W2/sleep.wasm"   '{"timeout":60}'
 deploy spin    "$W2/spin.wasm"    '{"timeout":2}'

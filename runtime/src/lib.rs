@@ -10,6 +10,7 @@ pub mod client;
 pub mod engine;
 pub mod metrics;
 pub mod pool;
+pub mod provision;
 pub mod registry;
 pub mod scheduler;
 pub mod store;

@@ -146,6 +146,19 @@ impl Collector for RuntimeCollector {
             "Idle instances ready for a warm start",
             self.pool.idle_count() as i64,
         )?;
+        let (provisioned, provisioned_busy) = self.pool.provisioned_totals();
+        gauge(
+            &mut encoder,
+            "instances_provisioned",
+            "Provisioned instances alive (idle or serving)",
+            provisioned as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "instances_provisioned_busy",
+            "Provisioned instances serving an invocation now",
+            provisioned_busy as i64,
+        )?;
         let stats = self.scheduler.stats();
         counter(
             &mut encoder,

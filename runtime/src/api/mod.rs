@@ -58,6 +58,7 @@ pub struct AppState {
     pub registry: Registry,
     pub pool: Pool,
     pub scheduler: Scheduler,
+    pub autoscaler: crate::provision::Autoscaler,
     pub engine: Engine,
     pub metrics: Arc<Metrics>,
     pub credentials: Option<Credentials>,

@@ -81,6 +81,11 @@ pub struct ServeCommand {
     #[arg(long, default_value_t = 1000)]
     pub retry_base_delay_ms: u64,
 
+    /// Seconds between target-tracking evaluations of provision configs
+    /// (FC: 60).
+    #[arg(long, default_value_t = 60)]
+    pub provision_eval_period_secs: u64,
+
     /// Hours a finished task stays readable before it is purged.
     #[arg(long, default_value_t = 72)]
     pub task_retention_hours: u64,
@@ -135,6 +140,11 @@ impl ServeCommand {
             },
         )
         .context("starting the scheduler")?;
+        let autoscaler = crate::provision::Autoscaler::start(
+            registry.clone(),
+            pool.clone(),
+            Duration::from_secs(self.provision_eval_period_secs.max(1)),
+        );
         let metrics = Arc::new(Metrics::new(engine.clone(), pool.clone(), scheduler.clone()));
         let url_secret = store
             .meta_get_or_insert("download_url_secret", || uuid::Uuid::new_v4().simple().to_string())
@@ -143,6 +153,7 @@ impl ServeCommand {
             registry,
             pool,
             scheduler,
+            autoscaler,
             engine,
             metrics,
             credentials,

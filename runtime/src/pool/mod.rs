@@ -16,6 +16,7 @@
 //! of their invocations is a cold start by nature.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -95,13 +96,48 @@ impl PoolKey {
     }
 }
 
+/// Provisioned instances of one function version: how many should live,
+/// how many do, and how many are serving right now (for target tracking).
+#[derive(Debug, Default)]
+struct Provisioned {
+    target: AtomicU64,
+    live: AtomicU64,
+    busy: AtomicU64,
+}
+
+/// Marks a slot as provisioned; counts it live until it is dropped, so a
+/// provisioned instance that traps or is retired is replaced by the
+/// autoscaler's next round.
+struct ProvisionedMark(Arc<Provisioned>);
+
+impl Drop for ProvisionedMark {
+    fn drop(&mut self) {
+        self.0.live.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts a provisioned instance busy while a lease holds it.
+struct BusyMark(Arc<Provisioned>);
+
+impl Drop for BusyMark {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// An instance with the capacity it holds.
 struct Slot {
     instance: GuestInstance,
     uses: u64,
-    provisioned: bool,
+    provisioned: Option<ProvisionedMark>,
     _global: OwnedSemaphorePermit,
     _function: OwnedSemaphorePermit,
+}
+
+impl Slot {
+    fn is_provisioned(&self) -> bool {
+        self.provisioned.is_some()
+    }
 }
 
 struct IdleSlot {
@@ -116,11 +152,18 @@ struct FunctionPool {
     permits: Arc<Semaphore>,
     /// Signalled when an instance goes back to `idle`.
     returned: Notify,
+    provisioned: Arc<Provisioned>,
 }
 
 impl FunctionPool {
-    /// Returns an instance to the idle set and wakes one waiter.
+    /// Returns an instance to the idle set and wakes one waiter. A
+    /// provisioned instance above the current target retires instead.
     fn give_back(&self, slot: Slot) {
+        if slot.is_provisioned()
+            && self.provisioned.live.load(Ordering::Relaxed) > self.provisioned.target.load(Ordering::Relaxed)
+        {
+            return;
+        }
         self.idle.lock().push(IdleSlot {
             slot,
             since: Instant::now(),
@@ -193,6 +236,7 @@ impl Pool {
                     }),
                     idle: Mutex::new(Vec::new()),
                     returned: Notify::new(),
+                    provisioned: Arc::default(),
                     permits: Arc::new(Semaphore::new(self.inner.config.max_instances_per_function)),
                 })
             })
@@ -238,18 +282,28 @@ impl Pool {
             // Created before looking, so an instance returned between the
             // look and the wait still wakes us.
             let returned = waiter.returned.notified();
-            let idle = fp.idle.lock().pop();
+            let idle = {
+                // Provisioned instances first: they are what the user pays
+                // to keep ready, and target tracking measures their use.
+                let mut idle = fp.idle.lock();
+                match idle.iter().rposition(|i| i.slot.is_provisioned()) {
+                    Some(at) => Some(idle.swap_remove(at)),
+                    None => idle.pop(),
+                }
+            };
             if let Some(idle) = idle {
-                let start = if idle.slot.provisioned {
-                    StartKind::Provisioned
+                let (start, busy) = if idle.slot.is_provisioned() {
+                    fp.provisioned.busy.fetch_add(1, Ordering::Relaxed);
+                    (StartKind::Provisioned, Some(BusyMark(fp.provisioned.clone())))
                 } else {
-                    StartKind::Warm
+                    (StartKind::Warm, None)
                 };
                 return Ok(Lease {
                     pool: self.clone(),
                     fp,
                     slot: idle.slot,
                     start,
+                    _busy: busy,
                 });
             }
             tokio::select! {
@@ -266,11 +320,104 @@ impl Pool {
             slot: Slot {
                 instance,
                 uses: 0,
-                provisioned: false,
+                provisioned: None,
                 _global: global,
                 _function: function,
             },
             start: StartKind::Cold,
+            _busy: None,
+        })
+    }
+
+    /// Brings the provisioned instances of `resolved` to `target`: creates
+    /// the missing ones (initializer run, ready for a provisioned start)
+    /// and retires idle ones above it (busy ones retire when they return).
+    /// Answers how many live now, and why it fell short, if it did.
+    pub async fn provision(&self, resolved: &ResolvedFunction, target: u64) -> (u64, Option<String>) {
+        let fp = self.function_pool(resolved);
+        fp.provisioned.target.store(target, Ordering::Relaxed);
+        self.retire_excess(&fp);
+        while fp.provisioned.live.load(Ordering::Relaxed) < target {
+            let Ok(function) = fp.permits.clone().try_acquire_owned() else {
+                return (
+                    fp.provisioned.live.load(Ordering::Relaxed),
+                    Some("the per-function instance limit is reached".into()),
+                );
+            };
+            let deadline = tokio::time::Instant::now() + self.inner.config.acquire_timeout;
+            let Some(global) = self.reserve_global(deadline).await else {
+                return (
+                    fp.provisioned.live.load(Ordering::Relaxed),
+                    Some("the global instance limit is reached".into()),
+                );
+            };
+            let spec = &resolved.function.spec;
+            let ctx = InvocationContext::new(
+                format!("provision-{}", uuid::Uuid::new_v4()),
+                resolved.service.clone(),
+                spec.name.clone(),
+                resolved.qualifier.clone(),
+                resolved.version_label(),
+                Duration::from_secs(spec.timeout_s),
+                None,
+                0,
+                crate::engine::StopHandle::new(),
+            );
+            let instance = match self.create(&fp, &ctx).await {
+                Ok(i) => i,
+                Err(e) => return (fp.provisioned.live.load(Ordering::Relaxed), Some(e.to_string())),
+            };
+            fp.provisioned.live.fetch_add(1, Ordering::Relaxed);
+            fp.give_back(Slot {
+                instance,
+                uses: 0,
+                provisioned: Some(ProvisionedMark(fp.provisioned.clone())),
+                _global: global,
+                _function: function,
+            });
+        }
+        (fp.provisioned.live.load(Ordering::Relaxed), None)
+    }
+
+    fn retire_excess(&self, fp: &FunctionPool) {
+        let target = fp.provisioned.target.load(Ordering::Relaxed);
+        let mut idle = fp.idle.lock();
+        while fp.provisioned.live.load(Ordering::Relaxed) > target {
+            match idle.iter().position(|i| i.slot.is_provisioned()) {
+                // Dropping the slot decrements `live`.
+                Some(at) => drop(idle.swap_remove(at)),
+                None => break,
+            }
+        }
+    }
+
+    /// Provisioned instances of `resolved`: (live, busy).
+    pub fn provisioned(&self, resolved: &ResolvedFunction) -> (u64, u64) {
+        match self.inner.functions.get(&PoolKey::of(resolved)) {
+            Some(fp) => (
+                fp.provisioned.live.load(Ordering::Relaxed),
+                fp.provisioned.busy.load(Ordering::Relaxed),
+            ),
+            None => (0, 0),
+        }
+    }
+
+    /// Releases every provisioned instance of one pool key (its config was
+    /// deleted or now resolves elsewhere).
+    pub fn unprovision(&self, key: &PoolKey) {
+        if let Some(fp) = self.inner.functions.get(key).map(|f| f.clone()) {
+            fp.provisioned.target.store(0, Ordering::Relaxed);
+            self.retire_excess(&fp);
+        }
+    }
+
+    /// Provisioned instances alive across all functions: (live, busy).
+    pub fn provisioned_totals(&self) -> (u64, u64) {
+        self.inner.functions.iter().fold((0, 0), |(l, b), fp| {
+            (
+                l + fp.provisioned.live.load(Ordering::Relaxed),
+                b + fp.provisioned.busy.load(Ordering::Relaxed),
+            )
         })
     }
 
@@ -299,7 +446,7 @@ impl Pool {
                 .idle
                 .lock()
                 .iter()
-                .filter(|i| !i.slot.provisioned)
+                .filter(|i| !i.slot.is_provisioned())
                 .map(|i| i.since)
                 .min()
                 && oldest.as_ref().is_none_or(|(t, _)| since < *t)
@@ -309,7 +456,7 @@ impl Pool {
         }
         let Some((since, fp)) = oldest else { return false };
         let mut idle = fp.idle.lock();
-        if let Some(pos) = idle.iter().position(|i| !i.slot.provisioned && i.since == since) {
+        if let Some(pos) = idle.iter().position(|i| !i.slot.is_provisioned() && i.since == since) {
             idle.remove(pos);
             return true;
         }
@@ -376,7 +523,7 @@ impl Pool {
                 inner.functions.retain(|_, fp| {
                     fp.idle
                         .lock()
-                        .retain(|i| i.slot.provisioned || i.since.elapsed() < timeout);
+                        .retain(|i| i.slot.is_provisioned() || i.since.elapsed() < timeout);
                     // Keep the function's pool while anything references it.
                     !fp.idle.lock().is_empty()
                         || Arc::strong_count(fp) > 1
@@ -393,6 +540,8 @@ pub struct Lease {
     fp: Arc<FunctionPool>,
     slot: Slot,
     start: StartKind,
+    /// Held while a provisioned instance serves (dropped with the lease).
+    _busy: Option<BusyMark>,
 }
 
 impl Lease {

@@ -4,6 +4,8 @@
 mod crash;
 mod foundation;
 mod limits;
+mod pool;
+mod provision;
 mod restart;
 mod sdk;
 mod tasks;

@@ -34,3 +34,10 @@ async fn task_mode_through_aliyun_fc2() {
     let out = run_python("fc2_tasks_test.py", &s, &[]).await;
     assert!(out.contains("all checks passed"), "{out}");
 }
+
+#[tokio::test]
+async fn provision_config_through_both_sdks() {
+    let s = Server::start(signed()).await;
+    let out = run_python("provision_test.py", &s, &[]).await;
+    assert!(out.contains("all checks passed"), "{out}");
+}

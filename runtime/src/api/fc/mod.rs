@@ -6,6 +6,7 @@
 mod async_config;
 mod functions;
 mod invoke;
+mod provision;
 mod services;
 pub mod tasks;
 mod versions;
@@ -59,6 +60,11 @@ pub fn routes() -> Router<SharedState> {
             "/services/{service}/functions/{function}/async-invoke-configs",
             get(async_config::list),
         )
+        .route(
+            "/services/{service}/functions/{function}/provision-config",
+            get(provision::get).put(provision::put),
+        )
+        .route("/provision-configs", get(provision::list))
         .route(
             "/services/{service}/functions/{function}/stateful-async-invocations",
             get(tasks::list),

@@ -1,0 +1,118 @@
+//! Put/Get/ListProvisionConfig.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::Response;
+use serde_json::{Map, Value, json};
+
+use super::{Scope, page};
+use crate::api::{ApiError, ApiResult, SharedState};
+use crate::provision::config::{ProvisionConfig, response_doc};
+use crate::registry::{ConfigTable, ListQuery};
+
+/// The account part of `resource` (`<account>#<service>#<qualifier>#<function>`).
+const ACCOUNT: &str = "local";
+
+/// Provisioning needs a fixed code version: a version or an alias, never
+/// LATEST (FC refuses it too).
+fn qualifier(scope: &Scope) -> ApiResult<String> {
+    match scope.qualifier() {
+        Some(q) if !q.is_empty() && q != "LATEST" => Ok(q.to_string()),
+        _ => Err(ApiError::invalid(
+            "provisioned instances need a version or an alias as qualifier, not LATEST",
+        )),
+    }
+}
+
+fn doc_for(
+    app: &SharedState,
+    service: &str,
+    function: &str,
+    qualifier: &str,
+    stored: &Map<String, Value>,
+) -> Map<String, Value> {
+    let status = app
+        .autoscaler
+        .status(&(service.to_string(), function.to_string(), qualifier.to_string()));
+    // `current` counts instances that are alive and initialised now.
+    let current = app
+        .registry
+        .resolve(service, Some(qualifier), function)
+        .map(|r| app.pool.provisioned(&r).0)
+        .unwrap_or(0);
+    response_doc(ACCOUNT, service, qualifier, function, stored, current, &status.error)
+}
+
+pub async fn put(State(app): State<SharedState>, scope: Scope, body: Bytes) -> ApiResult<Response> {
+    let q = qualifier(&scope)?;
+    app.registry
+        .check_config_target(&scope.service, &q, scope.function(), true)?;
+    let body: Map<String, Value> =
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("the body is not a JSON object: {e}")))?;
+    let config = ProvisionConfig::parse(&body).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let mut doc = Map::new();
+    doc.insert("target".into(), json!(config.target));
+    doc.insert("alwaysAllocateCPU".into(), json!(config.always_allocate_cpu));
+    for key in ["scheduledActions", "targetTrackingPolicies"] {
+        doc.insert(
+            key.into(),
+            body.get(key).cloned().filter(|v| !v.is_null()).unwrap_or(json!([])),
+        );
+    }
+    let doc = app
+        .registry
+        .put_function_config(ConfigTable::Provision, &scope.service, scope.function(), &q, doc)
+        .await?;
+    app.autoscaler.nudge();
+    Ok(super::json(Value::Object(doc_for(
+        &app,
+        &scope.service,
+        scope.function(),
+        &q,
+        &doc,
+    ))))
+}
+
+pub async fn get(State(app): State<SharedState>, scope: Scope) -> ApiResult<Response> {
+    let q = qualifier(&scope)?;
+    app.registry
+        .check_config_target(&scope.service, &q, scope.function(), true)?;
+    // A function without a config has nothing provisioned: target 0.
+    let stored = app
+        .registry
+        .get_function_config(ConfigTable::Provision, &scope.service, scope.function(), &q)
+        .unwrap_or_default();
+    Ok(super::json(Value::Object(doc_for(
+        &app,
+        &scope.service,
+        scope.function(),
+        &q,
+        &stored,
+    ))))
+}
+
+/// `GET /provision-configs?serviceName&qualifier&limit&nextToken`.
+pub async fn list(State(app): State<SharedState>, query: super::QueryMap) -> ApiResult<Response> {
+    let service = query.get("serviceName").filter(|s| !s.is_empty());
+    let qualifier = query.get("qualifier").filter(|s| !s.is_empty());
+    if qualifier.is_some() && service.is_none() {
+        return Err(ApiError::invalid("qualifier needs serviceName"));
+    }
+    if let Some(s) = service {
+        app.registry.service_exists(s)?;
+    }
+    let configs = app
+        .registry
+        .list_function_configs(ConfigTable::Provision, service, None, qualifier);
+    let list = ListQuery {
+        next_token: query.get("nextToken").map(str::to_string),
+        limit: query.int("limit")?,
+        ..Default::default()
+    };
+    let items = configs.into_iter().map(|(s, f, q, doc)| {
+        let key = format!("{s}#{q}#{f}");
+        (key, doc_for(&app, &s, &f, &q, &doc))
+    });
+    let (items, next) = list.page(items)?;
+    Ok(page("provisionConfigs", items, next))
+}

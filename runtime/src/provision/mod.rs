@@ -1,0 +1,177 @@
+//! Provisioned concurrency: FC's ProvisionConfig, and the autoscaler that
+//! keeps the pool's provisioned instances at the configured target.
+//!
+//! The autoscaler runs a short reconcile loop (every 200 ms, and at once
+//! when a config is written): for every stored config it computes the
+//! effective target — plain target, overridden by the scheduled action that
+//! fired last, adjusted by target tracking once per evaluation period — and
+//! asks the pool to converge. Utilization for target tracking is sampled on
+//! every reconcile and averaged over the period.
+
+pub mod config;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use tokio::sync::Notify;
+
+use crate::pool::{Pool, PoolKey};
+use crate::registry::{ConfigTable, Registry};
+use config::{ProvisionConfig, track};
+
+/// Identifies one config: (service, function, qualifier).
+pub type ConfigKey = (String, String, String);
+
+/// What the autoscaler last did for one config (for GetProvisionConfig).
+#[derive(Debug, Clone, Default)]
+pub struct ProvisionStatus {
+    pub current: u64,
+    pub error: String,
+}
+
+struct Tracking {
+    /// The target tracking decided last.
+    target: u64,
+    last_eval: Instant,
+    samples: Vec<f64>,
+}
+
+/// The autoscaler. Cheap to clone.
+#[derive(Clone)]
+pub struct Autoscaler {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    pool: Pool,
+    eval_period: Duration,
+    wake: Notify,
+    status: DashMap<ConfigKey, ProvisionStatus>,
+}
+
+impl Autoscaler {
+    /// Starts the reconcile loop. `eval_period` is target tracking's
+    /// evaluation period (FC: one minute).
+    pub fn start(registry: Registry, pool: Pool, eval_period: Duration) -> Autoscaler {
+        let this = Autoscaler {
+            inner: Arc::new(Inner {
+                registry,
+                pool,
+                eval_period,
+                wake: Notify::new(),
+                status: DashMap::new(),
+            }),
+        };
+        let looping = this.clone();
+        tokio::spawn(async move { looping.run().await });
+        this
+    }
+
+    /// Reconcile now (a config was written or deleted).
+    pub fn nudge(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    pub fn status(&self, key: &ConfigKey) -> ProvisionStatus {
+        self.inner.status.get(key).map(|s| s.clone()).unwrap_or_default()
+    }
+
+    async fn run(self) {
+        let mut tracking: HashMap<ConfigKey, Tracking> = HashMap::new();
+        let mut provisioned: HashMap<ConfigKey, PoolKey> = HashMap::new();
+        loop {
+            let configs = self
+                .inner
+                .registry
+                .list_function_configs(ConfigTable::Provision, None, None, None);
+            let now = chrono::Utc::now();
+            let mut seen: HashMap<ConfigKey, PoolKey> = HashMap::new();
+            for (service, function, qualifier, doc) in configs {
+                let key: ConfigKey = (service.clone(), function.clone(), qualifier.clone());
+                let config = match ProvisionConfig::parse(&doc) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        self.set_status(&key, 0, format!("stored config is invalid: {e}"));
+                        continue;
+                    }
+                };
+                let resolved = match self.inner.registry.resolve(&service, Some(&qualifier), &function) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.set_status(&key, 0, e.to_string());
+                        continue;
+                    }
+                };
+                let pool_key = PoolKey::of(&resolved);
+                let base = config.scheduled_target(now);
+                let target = match config.active_policy(now) {
+                    Some(policy) => {
+                        let (live, busy) = self.inner.pool.provisioned(&resolved);
+                        let state = tracking.entry(key.clone()).or_insert_with(|| Tracking {
+                            target: base.clamp(policy.min, policy.max),
+                            last_eval: Instant::now(),
+                            samples: Vec::new(),
+                        });
+                        state
+                            .samples
+                            .push(if live == 0 { 0.0 } else { busy as f64 / live as f64 });
+                        if state.last_eval.elapsed() >= self.inner.eval_period {
+                            let average = state.samples.iter().sum::<f64>() / state.samples.len().max(1) as f64;
+                            let next = track(policy, state.target, average);
+                            if next != state.target {
+                                tracing::info!(
+                                    service,
+                                    function,
+                                    qualifier,
+                                    utilization = average,
+                                    from = state.target,
+                                    to = next,
+                                    "target tracking"
+                                );
+                            }
+                            state.target = next;
+                            state.samples.clear();
+                            state.last_eval = Instant::now();
+                        }
+                        state.target.clamp(policy.min, policy.max)
+                    }
+                    None => {
+                        tracking.remove(&key);
+                        base
+                    }
+                };
+                let (current, error) = self.inner.pool.provision(&resolved, target).await;
+                self.set_status(&key, current, error.unwrap_or_default());
+                if let Some(old) = provisioned.get(&key)
+                    && *old != pool_key
+                {
+                    // The alias moved or the function changed: release the
+                    // instances of what it pointed to before.
+                    self.inner.pool.unprovision(old);
+                }
+                seen.insert(key, pool_key);
+            }
+            for (key, pool_key) in &provisioned {
+                if !seen.contains_key(key) {
+                    self.inner.pool.unprovision(pool_key);
+                    self.inner.status.remove(key);
+                    tracking.remove(key);
+                }
+            }
+            provisioned = seen;
+            tokio::select! {
+                _ = self.inner.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+        }
+    }
+
+    fn set_status(&self, key: &ConfigKey, current: u64, error: String) {
+        self.inner
+            .status
+            .insert(key.clone(), ProvisionStatus { current, error });
+    }
+}

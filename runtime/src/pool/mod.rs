@@ -246,7 +246,27 @@ impl Pool {
     /// Runs one invocation of `resolved` on a pooled instance, waiting at
     /// most the configured acquire timeout for room.
     pub async fn invoke(&self, resolved: &ResolvedFunction, ctx: &InvocationContext, event: Bytes) -> PooledInvocation {
-        match self.acquire(resolved, ctx, self.inner.config.acquire_timeout).await {
+        let lease = self.acquire(resolved, ctx, self.inner.config.acquire_timeout).await;
+        Self::run_lease(lease, ctx, event).await
+    }
+
+    /// Like [`Pool::invoke`], but on a new instance whose compiled code is
+    /// loaded again from the on-disk artifact: a true cold start.
+    pub async fn invoke_cold(
+        &self,
+        resolved: &ResolvedFunction,
+        ctx: &InvocationContext,
+        event: Bytes,
+    ) -> PooledInvocation {
+        self.inner.engine.forget(&resolved.function.spec.wasm_sha256);
+        let lease = self
+            .acquire_inner(resolved, ctx, self.inner.config.acquire_timeout, false)
+            .await;
+        Self::run_lease(lease, ctx, event).await
+    }
+
+    async fn run_lease(lease: Result<Lease, InvokeError>, ctx: &InvocationContext, event: Bytes) -> PooledInvocation {
+        match lease {
             Ok(lease) => lease.invoke(ctx, event).await,
             Err(e) => PooledInvocation {
                 invocation: Invocation {
@@ -270,6 +290,16 @@ impl Pool {
         ctx: &InvocationContext,
         wait: Duration,
     ) -> Result<Lease, InvokeError> {
+        self.acquire_inner(resolved, ctx, wait, true).await
+    }
+
+    async fn acquire_inner(
+        &self,
+        resolved: &ResolvedFunction,
+        ctx: &InvocationContext,
+        wait: Duration,
+        reuse: bool,
+    ) -> Result<Lease, InvokeError> {
         let fp = self.function_pool(resolved);
         let deadline = tokio::time::Instant::now() + wait;
         let throttled = || {
@@ -282,7 +312,9 @@ impl Pool {
             // Created before looking, so an instance returned between the
             // look and the wait still wakes us.
             let returned = waiter.returned.notified();
-            let idle = {
+            let idle = if !reuse {
+                None
+            } else {
                 // Provisioned instances first: they are what the user pays
                 // to keep ready, and target tracking measures their use.
                 let mut idle = fp.idle.lock();

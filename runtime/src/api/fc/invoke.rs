@@ -129,7 +129,16 @@ async fn invoke_sync(app: &SharedState, resolved: &ResolvedFunction, headers: &H
         0,
         StopHandle::new(),
     );
-    let outcome = app.pool.invoke(resolved, &ctx, body).await;
+    // `X-Wasmfc-Start: cold` (our extension, for benchmarks and debugging)
+    // skips idle instances and reloads the compiled code from its on-disk
+    // artifact: what the first invocation after a restart or a scale to zero
+    // costs.
+    let force_cold = header_str(headers, "x-wasmfc-start").is_some_and(|v| v.eq_ignore_ascii_case("cold"));
+    let outcome = if force_cold {
+        app.pool.invoke_cold(resolved, &ctx, body).await
+    } else {
+        app.pool.invoke(resolved, &ctx, body).await
+    };
     app.metrics.record_invocation(resolved, &outcome);
     let tail = header_str(headers, "x-fc-log-type").is_some_and(|v| v.eq_ignore_ascii_case("tail"));
     render(resolved, &outcome, tail)

@@ -5,13 +5,15 @@
 //! to run, ratios much less.
 //! - `invoke`: in-process invocation latency (engine only, no HTTP);
 //! - `http`: sync InvokeFunction over HTTP beside a plain axum hello world;
-//! - `tasks`: task mode — accepted/s, completed/s, Stop latency.
+//! - `tasks`: task mode — accepted/s, completed/s, Stop latency;
+//! - `starts`: cold / warm / provisioned / fresh-upload starts.
 
 mod child;
 mod http;
 mod invoke;
 mod load;
 mod report;
+mod starts;
 mod tasks;
 
 use std::net::SocketAddr;
@@ -35,6 +37,9 @@ pub enum Benchmark {
     Http(http::HttpArgs),
     /// Task mode: accepted tasks/s, completed no-op tasks/s, Stop latency.
     Tasks(tasks::TasksArgs),
+    /// Cold, warm, provisioned and fresh-upload starts over HTTP, beside a
+    /// plain axum route; memory of provisioned instances; an SVG chart.
+    Starts(starts::StartsArgs),
     /// The axum hello-world the `http` benchmark compares against.
     #[command(hide = true)]
     BaselineServer {
@@ -72,6 +77,7 @@ impl BenchCommand {
             Benchmark::Invoke(args) => invoke::run(args).await,
             Benchmark::Http(args) => http::run(args).await,
             Benchmark::Tasks(args) => tasks::run(args).await,
+            Benchmark::Starts(args) => starts::run(args).await,
             Benchmark::BaselineServer { listen } => child::run_baseline(listen).await,
         }
     }

@@ -261,7 +261,13 @@ impl Pool {
         self.inner.engine.forget(&resolved.function.spec.wasm_sha256);
         let lease = self
             .acquire_inner(resolved, ctx, self.inner.config.acquire_timeout, false)
-            .await;
+            .await
+            .map(|mut l| {
+                // A forced cold start's instance is not kept: repeated cold
+                // starts must not fill the function's instance cap.
+                l.retire = true;
+                l
+            });
         Self::run_lease(lease, ctx, event).await
     }
 
@@ -336,6 +342,7 @@ impl Pool {
                     slot: idle.slot,
                     start,
                     _busy: busy,
+                    retire: false,
                 });
             }
             tokio::select! {
@@ -358,6 +365,7 @@ impl Pool {
             },
             start: StartKind::Cold,
             _busy: None,
+            retire: false,
         })
     }
 
@@ -574,6 +582,8 @@ pub struct Lease {
     start: StartKind,
     /// Held while a provisioned instance serves (dropped with the lease).
     _busy: Option<BusyMark>,
+    /// Drop the instance after this invocation even if it could serve again.
+    retire: bool,
 }
 
 impl Lease {
@@ -600,7 +610,11 @@ impl Lease {
             .as_ref()
             .err()
             .is_none_or(InvokeError::instance_survives);
-        if survives && self.fp.entry.spec.kind.reusable() && self.slot.uses < self.pool.inner.config.max_reuse {
+        if survives
+            && !self.retire
+            && self.fp.entry.spec.kind.reusable()
+            && self.slot.uses < self.pool.inner.config.max_reuse
+        {
             self.fp.give_back(self.slot);
         }
         PooledInvocation {

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
+use serde_json::{Map, Value};
 use tokio::sync::Notify;
 
 use crate::pool::{Pool, PoolKey};
@@ -82,6 +83,9 @@ impl Autoscaler {
     async fn run(self) {
         let mut tracking: HashMap<ConfigKey, Tracking> = HashMap::new();
         let mut provisioned: HashMap<ConfigKey, PoolKey> = HashMap::new();
+        // Parsed configs by key, re-parsed (cron and all) only when the
+        // stored document changes, not on every 200 ms round.
+        let mut parsed: HashMap<ConfigKey, (Map<String, Value>, ProvisionConfig)> = HashMap::new();
         loop {
             let configs = self
                 .inner
@@ -91,12 +95,18 @@ impl Autoscaler {
             let mut seen: HashMap<ConfigKey, PoolKey> = HashMap::new();
             for (service, function, qualifier, doc) in configs {
                 let key: ConfigKey = (service.clone(), function.clone(), qualifier.clone());
-                let config = match ProvisionConfig::parse(&doc) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        self.set_status(&key, 0, format!("stored config is invalid: {e}"));
-                        continue;
-                    }
+                let config = match parsed.get(&key) {
+                    Some((seen_doc, config)) if *seen_doc == doc => config.clone(),
+                    _ => match ProvisionConfig::parse(&doc) {
+                        Ok(c) => {
+                            parsed.insert(key.clone(), (doc, c.clone()));
+                            c
+                        }
+                        Err(e) => {
+                            self.set_status(&key, 0, format!("stored config is invalid: {e}"));
+                            continue;
+                        }
+                    },
                 };
                 let resolved = match self.inner.registry.resolve(&service, Some(&qualifier), &function) {
                     Ok(r) => r,
@@ -154,6 +164,7 @@ impl Autoscaler {
                 }
                 seen.insert(key, pool_key);
             }
+            parsed.retain(|key, _| seen.contains_key(key));
             for (key, pool_key) in &provisioned {
                 if !seen.contains_key(key) {
                     self.inner.pool.unprovision(pool_key);

@@ -13,15 +13,15 @@ use crate::registry::{ConfigTable, ListQuery};
 /// The account part of `resource` (`<account>#<service>#<qualifier>#<function>`).
 const ACCOUNT: &str = "local";
 
-/// Provisioning needs a fixed code version: a version or an alias, never
-/// LATEST (FC refuses it too).
-fn qualifier(scope: &Scope) -> ApiResult<String> {
-    match scope.qualifier() {
-        Some(q) if !q.is_empty() && q != "LATEST" => Ok(q.to_string()),
-        _ => Err(ApiError::invalid(
-            "provisioned instances need a version or an alias as qualifier, not LATEST",
-        )),
-    }
+/// The config's qualifier; none means LATEST, which
+/// `check_config_target(.., versioned_only = true)` refuses, as FC does:
+/// provisioning needs a fixed version or an alias.
+fn qualifier(scope: &Scope) -> String {
+    scope
+        .qualifier()
+        .filter(|q| !q.is_empty())
+        .unwrap_or("LATEST")
+        .to_string()
 }
 
 fn doc_for(
@@ -44,7 +44,7 @@ fn doc_for(
 }
 
 pub async fn put(State(app): State<SharedState>, scope: Scope, body: Bytes) -> ApiResult<Response> {
-    let q = qualifier(&scope)?;
+    let q = qualifier(&scope);
     app.registry
         .check_config_target(&scope.service, &q, scope.function(), true)?;
     let body: Map<String, Value> =
@@ -74,7 +74,7 @@ pub async fn put(State(app): State<SharedState>, scope: Scope, body: Bytes) -> A
 }
 
 pub async fn get(State(app): State<SharedState>, scope: Scope) -> ApiResult<Response> {
-    let q = qualifier(&scope)?;
+    let q = qualifier(&scope);
     app.registry
         .check_config_target(&scope.service, &q, scope.function(), true)?;
     // A function without a config has nothing provisioned: target 0.

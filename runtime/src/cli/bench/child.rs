@@ -126,14 +126,7 @@ pub async fn deploy(
         Err(crate::client::ClientError::Api { status, .. }) if status == http::StatusCode::CONFLICT => {}
         Err(e) => return Err(e.into()),
     }
-    client
-        .send(
-            Method::PUT,
-            &format!("/2016-08-15/services/{service}/functions/{function}/code"),
-            &[("content-type", "application/wasm")],
-            Bytes::from(code),
-        )
-        .await?;
+    upload_code(client, service, function, code).await?;
     if let Some(settings) = settings {
         client
             .send(
@@ -144,6 +137,20 @@ pub async fn deploy(
             )
             .await?;
     }
+    Ok(())
+}
+
+/// Creates or replaces `function`'s code with raw wasm (the
+/// `application/wasm` upload).
+pub async fn upload_code(client: &FcClient, service: &str, function: &str, wasm: Vec<u8>) -> anyhow::Result<()> {
+    client
+        .send(
+            Method::PUT,
+            &format!("/2016-08-15/services/{service}/functions/{function}/code"),
+            &[("content-type", "application/wasm")],
+            Bytes::from(wasm),
+        )
+        .await?;
     Ok(())
 }
 

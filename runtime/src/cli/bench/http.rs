@@ -3,10 +3,7 @@
 //! generator. The ratio says what wasmfc (routing, registry, pool, engine,
 //! the guest) costs on top of the HTTP stack itself.
 
-use std::sync::Arc;
 use std::time::Duration;
-
-use bytes::Bytes;
 
 use super::CommonArgs;
 use super::child::{ChildServer, deploy};
@@ -48,25 +45,12 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<()> {
     let mut report = Report::new("http");
     let mut base_rps = None;
     for (name, addr, path) in targets {
-        let make: Arc<load::MakeRequest> =
-            Arc::new(move |_| load::post(addr, &path, &[], Bytes::from_static(b"\"bench\"")));
-        load::run(
-            addr,
-            args.connections,
-            Until::Elapsed(Duration::from_secs(1)),
-            make.clone(),
-        )
-        .await?;
-        let result = load::run(
-            addr,
-            args.connections,
-            Until::Elapsed(Duration::from_secs(args.duration)),
-            make,
-        )
-        .await?;
-        if let Some(e) = &result.first_error {
-            anyhow::bail!("{name}: {} requests failed, first: {e}", result.errors);
-        }
+        let warm_up = Until::Elapsed(Duration::from_secs(1));
+        load::posts(addr, &path, vec![], args.connections, warm_up).await?;
+        let measured = Until::Elapsed(Duration::from_secs(args.duration));
+        let result = load::posts(addr, &path, vec![], args.connections, measured)
+            .await?
+            .checked(name)?;
         let rps = result.per_second();
         let rss = if addr == server.addr {
             server.rss_bytes()

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
+use hdrhistogram::Histogram;
 
 use super::CommonArgs;
 use super::load::new_histogram;
@@ -28,6 +29,23 @@ pub struct InvokeArgs {
     /// Measured iterations per scenario (after a tenth as many to warm up).
     #[arg(long, default_value_t = 20_000)]
     pub iterations: u64,
+}
+
+/// Runs `once` `warmup + iterations` times and records the nanoseconds it
+/// reports for the last `iterations`.
+async fn sample(
+    warmup: u64,
+    iterations: u64,
+    mut once: impl AsyncFnMut() -> anyhow::Result<u64>,
+) -> anyhow::Result<Histogram<u64>> {
+    let mut h = new_histogram();
+    for i in 0..warmup + iterations {
+        let ns = once().await?;
+        if i >= warmup {
+            h.saturating_record(ns);
+        }
+    }
+    Ok(h)
 }
 
 fn context() -> InvocationContext {
@@ -77,8 +95,7 @@ pub async fn run(args: InvokeArgs) -> anyhow::Result<()> {
 
         loaded.push((guest, sha, wasm));
 
-        let mut h = new_histogram();
-        for i in 0..warmup + args.iterations {
+        let h = sample(warmup, args.iterations, async || {
             let ctx = context();
             let t = Instant::now();
             let mut instance = engine.instantiate(prepared.clone(), settings.clone(), None).await?;
@@ -86,10 +103,9 @@ pub async fn run(args: InvokeArgs) -> anyhow::Result<()> {
             drop(instance);
             let ns = t.elapsed().as_nanos() as u64;
             out.result.with_context(|| format!("{guest} failed"))?;
-            if i >= warmup {
-                h.saturating_record(ns);
-            }
-        }
+            Ok(ns)
+        })
+        .await?;
         report
             .rows
             .push(Row::from_histogram(format!("{guest}/new-instance"), &h, 1.0));
@@ -98,31 +114,27 @@ pub async fn run(args: InvokeArgs) -> anyhow::Result<()> {
             continue;
         }
 
-        let mut h = new_histogram();
-        for i in 0..warmup + args.iterations {
+        let h = sample(warmup, args.iterations, async || {
             let t = Instant::now();
             let instance = engine.instantiate(prepared.clone(), settings.clone(), None).await?;
             drop(instance);
-            if i >= warmup {
-                h.saturating_record(t.elapsed().as_nanos() as u64);
-            }
-        }
+            Ok(t.elapsed().as_nanos() as u64)
+        })
+        .await?;
         report
             .rows
             .push(Row::from_histogram(format!("{guest}/instantiate-only"), &h, 1.0));
 
-        let mut h = new_histogram();
         let mut instance = engine.instantiate(prepared.clone(), settings.clone(), None).await?;
-        for i in 0..warmup + args.iterations {
+        let h = sample(warmup, args.iterations, async || {
             let ctx = context();
             let t = Instant::now();
             let out = instance.invoke(&ctx, event.clone()).await;
             let ns = t.elapsed().as_nanos() as u64;
             out.result.with_context(|| format!("{guest} failed"))?;
-            if i >= warmup {
-                h.saturating_record(ns);
-            }
-        }
+            Ok(ns)
+        })
+        .await?;
         report
             .rows
             .push(Row::from_histogram(format!("{guest}/warm-instance"), &h, 1.0));
@@ -132,14 +144,14 @@ pub async fn run(args: InvokeArgs) -> anyhow::Result<()> {
     // deserialize + link. Measured last: every load makes a new module,
     // which costs the other scenarios their instance-slot affinity.
     for (guest, sha, wasm) in loaded {
-        let mut h = new_histogram();
-        for _ in 0..(args.iterations / 20).max(10) {
+        let h = sample(0, (args.iterations / 20).max(10), async || {
             engine.forget(&sha);
             let wasm = wasm.clone();
             let t = Instant::now();
             engine.prepared(&sha, move || Ok(wasm)).await?;
-            h.saturating_record(t.elapsed().as_nanos() as u64);
-        }
+            Ok(t.elapsed().as_nanos() as u64)
+        })
+        .await?;
         report
             .rows
             .push(Row::from_histogram(format!("{guest}/load-artifact"), &h, 1.0));

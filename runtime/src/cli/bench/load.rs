@@ -45,6 +45,15 @@ impl LoadResult {
     pub fn per_second(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON)
     }
+
+    /// The result, or an error if any request failed: figures from a run
+    /// with failures would mislead.
+    pub fn checked(self, what: &str) -> anyhow::Result<LoadResult> {
+        match &self.first_error {
+            Some(e) => anyhow::bail!("{what}: {} requests failed, first: {e}", self.errors),
+            None => Ok(self),
+        }
+    }
 }
 
 /// Makes the request with the given sequence number.
@@ -142,6 +151,20 @@ pub async fn run(
 /// digits.
 pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).unwrap_or_else(|_| Histogram::new(3).expect("sigfig 3 is valid"))
+}
+
+/// Closed loops that each POST the event `"bench"` (with `headers`) to
+/// `path` on `addr`: an InvokeFunction, or the baseline's hello route.
+pub async fn posts(
+    addr: SocketAddr,
+    path: &str,
+    headers: Vec<(&'static str, String)>,
+    connections: usize,
+    until: Until,
+) -> anyhow::Result<LoadResult> {
+    let path = path.to_string();
+    let make: Arc<MakeRequest> = Arc::new(move |_| post(addr, &path, &headers, Bytes::from_static(b"\"bench\"")));
+    run(addr, connections, until, make).await
 }
 
 /// A POST with a body, as FC's InvokeFunction is.

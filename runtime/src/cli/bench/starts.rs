@@ -13,18 +13,16 @@
 //! they measure the start, not queueing.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use bytes::Bytes;
 use hdrhistogram::Histogram;
 use http::Method;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use super::CommonArgs;
-use super::child::{ChildServer, deploy};
+use super::child::{ChildServer, deploy, upload_code};
 use super::load::{self, Until, new_histogram};
 use super::report::{Report, Row};
 use crate::client::FcClient;
@@ -95,16 +93,17 @@ pub async fn run(args: StartsArgs) -> anyhow::Result<()> {
         .await?;
 
     let mut report = Report::new(&format!("starts ({})", args.guest));
-    let invoke_path = |qualifier: &str| format!("/2016-08-15/services/{SERVICE}.{qualifier}/functions/f/invocations");
-    let sequential = |path: String, headers: Vec<(&'static str, String)>, addr| {
-        let make: Arc<load::MakeRequest> =
-            Arc::new(move |_| load::post(addr, &path, &headers, Bytes::from_static(b"\"bench\"")));
-        load::run(addr, 1, Until::Count(args.iterations), make)
+    let invoke_path = |qualifier: &str, function: &str| {
+        format!("/2016-08-15/services/{SERVICE}.{qualifier}/functions/{function}/invocations")
+    };
+    let sequential = async |what: &str, addr, path: String, headers: Vec<(&'static str, String)>| {
+        load::posts(addr, &path, headers, 1, Until::Count(args.iterations))
+            .await?
+            .checked(what)
     };
 
     step("baseline latency");
-    let base = sequential("/".into(), vec![], baseline.addr).await?;
-    check(&base, "baseline")?;
+    let base = sequential("baseline", baseline.addr, "/".into(), vec![]).await?;
     let base_p50 = base.latency_us.value_at_quantile(0.5) as f64;
     let mut curves: Vec<(String, Histogram<u64>)> = Vec::new();
     let mut push = |report: &mut Report, name: &str, h: &Histogram<u64>, note: &str| {
@@ -121,18 +120,12 @@ pub async fn run(args: StartsArgs) -> anyhow::Result<()> {
     );
 
     step("warm starts");
-    let warm = sequential(invoke_path("LATEST"), vec![], server.addr).await?;
-    check(&warm, "warm")?;
+    let warm = sequential("warm", server.addr, invoke_path("LATEST", "f"), vec![]).await?;
     push(&mut report, "warm", &warm.latency_us, "idle instance reused");
 
     step("cold starts");
-    let cold = sequential(
-        invoke_path("LATEST"),
-        vec![("x-wasmfc-start", "cold".into())],
-        server.addr,
-    )
-    .await?;
-    check(&cold, "cold")?;
+    let force_cold = vec![("x-wasmfc-start", "cold".into())];
+    let cold = sequential("cold", server.addr, invoke_path("LATEST", "f"), force_cold).await?;
     push(
         &mut report,
         "cold",
@@ -142,8 +135,7 @@ pub async fn run(args: StartsArgs) -> anyhow::Result<()> {
 
     step("provisioned starts");
     set_provisioned(&client, 1).await?;
-    let provisioned = sequential(invoke_path("bench"), vec![], server.addr).await?;
-    check(&provisioned, "provisioned")?;
+    let provisioned = sequential("provisioned", server.addr, invoke_path("bench", "f"), vec![]).await?;
     push(
         &mut report,
         "provisioned",
@@ -157,21 +149,9 @@ pub async fn run(args: StartsArgs) -> anyhow::Result<()> {
     for i in 0..args.uploads {
         let code = with_custom_section(&wasm, &format!("wasmfc-bench-{i}-{}", uuid::Uuid::new_v4()));
         let t = Instant::now();
+        upload_code(&client, SERVICE, "fresh", code).await?;
         client
-            .send(
-                Method::PUT,
-                &format!("/2016-08-15/services/{SERVICE}/functions/fresh/code"),
-                &[("content-type", "application/wasm")],
-                Bytes::from(code),
-            )
-            .await?;
-        client
-            .send(
-                Method::POST,
-                &invoke_path("LATEST").replace("/f/", "/fresh/"),
-                &[],
-                "\"bench\"",
-            )
+            .send(Method::POST, &invoke_path("LATEST", "fresh"), &[], "\"bench\"")
             .await?;
         fresh.saturating_record(t.elapsed().as_micros() as u64);
     }
@@ -186,18 +166,12 @@ pub async fn run(args: StartsArgs) -> anyhow::Result<()> {
     let mut throughput = Vec::new();
     for (name, addr, path) in [
         ("throughput: axum hello-world", baseline.addr, "/".to_string()),
-        ("throughput: warm invoke", server.addr, invoke_path("LATEST")),
+        ("throughput: warm invoke", server.addr, invoke_path("LATEST", "f")),
     ] {
-        let make: Arc<load::MakeRequest> =
-            Arc::new(move |_| load::post(addr, &path, &[], Bytes::from_static(b"\"bench\"")));
-        let r = load::run(
-            addr,
-            args.connections,
-            Until::Elapsed(Duration::from_secs(args.duration)),
-            make,
-        )
-        .await?;
-        check(&r, name)?;
+        let until = Until::Elapsed(Duration::from_secs(args.duration));
+        let r = load::posts(addr, &path, vec![], args.connections, until)
+            .await?
+            .checked(name)?;
         throughput.push((name, r));
     }
     let base_rps = throughput[0].1.per_second();
@@ -238,13 +212,6 @@ pub async fn run(args: StartsArgs) -> anyhow::Result<()> {
         println!("latency chart: {}", args.svg.display());
     }
     Ok(())
-}
-
-fn check(r: &load::LoadResult, what: &str) -> anyhow::Result<()> {
-    match &r.first_error {
-        Some(e) => bail!("{what}: {} requests failed, first: {e}", r.errors),
-        None => Ok(()),
-    }
 }
 
 /// Sets the alias's provision target and waits until that many instances

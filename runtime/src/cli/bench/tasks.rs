@@ -86,10 +86,9 @@ pub async fn run(args: TasksArgs) -> anyhow::Result<()> {
         )
     });
     let started = Instant::now();
-    let accepted = load::run(addr, args.connections, Until::Count(args.tasks), make).await?;
-    if let Some(e) = &accepted.first_error {
-        bail!("{} submissions failed, first: {e}", accepted.errors);
-    }
+    let accepted = load::run(addr, args.connections, Until::Count(args.tasks), make)
+        .await?
+        .checked("submitting tasks")?;
     let finished = wait_finished(&client, args.tasks, Duration::from_secs(600)).await?;
     let completed_in = started.elapsed();
     report.rows.push(

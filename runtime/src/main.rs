@@ -1,6 +1,13 @@
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc instead of glibc malloc: an invocation allocates and frees many
+/// small buffers across threads (request, headers, event, result, log), and
+/// glibc's arena locking and consolidation were a quarter of the server's
+/// CPU per warm invoke (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(

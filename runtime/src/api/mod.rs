@@ -120,22 +120,23 @@ fn is_streamed(path: &str) -> bool {
 /// Streamed routes (HTTP triggers) keep their body; their signature scheme
 /// does not cover it.
 async fn body_and_signature(State(state): State<SharedState>, req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_string();
+    let path = req.uri().path();
     if path == "/metrics" || path.starts_with(fc::DOWNLOAD_PREFIX) {
         return next.run(req).await;
     }
-    let (parts, body) = req.into_parts();
-    if is_streamed(&path) {
-        if let Err(e) = check_signature(&state, &parts, None) {
-            return e.into_response();
-        }
-        return next.run(Request::from_parts(parts, body)).await;
-    }
+    let streamed = is_streamed(path);
     let limit = if path.ends_with("/invocations") {
         state.limits.sync_payload
     } else {
         state.limits.management_body
     };
+    let (parts, body) = req.into_parts();
+    if streamed {
+        if let Err(e) = check_signature(&state, &parts, None) {
+            return e.into_response();
+        }
+        return next.run(Request::from_parts(parts, body)).await;
+    }
     let bytes = match http_body_util::Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::api::auth::Credentials;
-use crate::api::{AppState, Limits};
+use crate::api::{AppState, Limits, SharedState};
 use crate::engine::{Engine, EngineConfig};
 use crate::metrics::Metrics;
 use crate::pool::{Pool, PoolConfig};
@@ -93,6 +93,25 @@ pub struct ServeCommand {
 
 impl ServeCommand {
     pub async fn run(self) -> anyhow::Result<()> {
+        let state = self.build_state().await?;
+        let listener = tokio::net::TcpListener::bind(self.listen)
+            .await
+            .with_context(|| format!("binding {}", self.listen))?;
+        let addr = listener.local_addr()?;
+        // Scripts and tests read this line to learn the port.
+        println!("wasmfc listening on http://{addr}");
+        tracing::info!(%addr, data_dir = %self.data_dir.display(), auth = state.credentials.is_some(), "serving");
+        axum::serve(listener, crate::api::router(state))
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
+        tracing::info!("shut down");
+        Ok(())
+    }
+
+    /// Opens the store and starts the engine, pool, scheduler and
+    /// autoscaler: everything the API needs, without a listener (so
+    /// benchmarks can drive the router in-process).
+    pub async fn build_state(&self) -> anyhow::Result<SharedState> {
         let credentials = self.credentials.as_deref().map(Credentials::load).transpose()?;
         if credentials.is_none() && !self.listen.ip().is_loopback() && !self.insecure_listen_any {
             anyhow::bail!(
@@ -160,19 +179,7 @@ impl ServeCommand {
             limits: Limits::default(),
             url_secret,
         });
-
-        let listener = tokio::net::TcpListener::bind(self.listen)
-            .await
-            .with_context(|| format!("binding {}", self.listen))?;
-        let addr = listener.local_addr()?;
-        // Scripts and tests read this line to learn the port.
-        println!("wasmfc listening on http://{addr}");
-        tracing::info!(%addr, data_dir = %self.data_dir.display(), auth = state.credentials.is_some(), "serving");
-        axum::serve(listener, crate::api::router(state))
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
-        tracing::info!("shut down");
-        Ok(())
+        Ok(state)
     }
 }
 

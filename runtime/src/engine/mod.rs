@@ -317,7 +317,9 @@ impl Engine {
             }
             artifacts::CacheOutcome::Loaded => {
                 inner.stats.artifact_loads.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(
+                // Debug, not info: every cold start after a scale to zero
+                // or a restart takes this path.
+                tracing::debug!(
                     wasm_sha256,
                     "loaded compiled artifact from the disk cache (no recompilation)"
                 );

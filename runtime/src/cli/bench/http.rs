@@ -2,8 +2,18 @@
 //! plain axum hello-world route measured in the same run with the same
 //! generator. The ratio says what wasmfc (routing, registry, pool, engine,
 //! the guest) costs on top of the HTTP stack itself.
+//!
+//! A last row drives the same router in-process (`tower::ServiceExt::oneshot`,
+//! one request at a time, no sockets): what routing, middlewares, registry,
+//! pool, engine and rendering cost per request without hyper and the
+//! kernel's TCP — the part of the gap that is ours to shrink.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use clap::Parser;
+use http::Request;
+use tower::ServiceExt;
 
 use super::CommonArgs;
 use super::child::{ChildServer, deploy};
@@ -66,6 +76,77 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<()> {
                 .note(format!("{} connections{rss}", args.connections)),
         );
     }
+    report.rows.extend(in_process(&args, base_rps.unwrap_or(1.0)).await?);
     report.print(args.common.json);
     Ok(())
+}
+
+/// Sync invokes of `noop` through the router with no HTTP server, for a
+/// fifth of `duration`: one request at a time, then as many concurrent
+/// tasks as the HTTP runs had connections.
+async fn in_process(args: &HttpArgs, base_rps: f64) -> anyhow::Result<Vec<Row>> {
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        serve: crate::cli::serve::ServeCommand,
+    }
+    let data_dir = tempfile::Builder::new().prefix("wasmfc-bench-").tempdir()?;
+    let serve = Serve::try_parse_from(["serve".as_ref(), "--data-dir".as_ref(), data_dir.path().as_os_str()])?.serve;
+    let state = serve.build_state().await?;
+    let router = crate::api::router(state);
+    // Deploy over a loopback listener with the ordinary client, then drop it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(axum::serve(listener, router.clone()).into_future());
+    let client = crate::client::FcClient::new(&crate::client::ClientArgs {
+        endpoint: format!("http://{addr}"),
+        access_key_id: None,
+        access_key_secret: None,
+    });
+    deploy(&client, "bench", "noop", &args.common.guest("noop"), None).await?;
+    server.abort();
+
+    let path = "/2016-08-15/services/bench/functions/noop/invocations";
+    let warm_up = Duration::from_millis(200);
+    let measured = Duration::from_secs((args.duration / 5).max(1));
+    let mut rows = Vec::new();
+    for tasks in [1, args.connections] {
+        let mut handles = Vec::new();
+        for _ in 0..tasks {
+            let router = router.clone();
+            handles.push(tokio::spawn(async move {
+                let mut histogram = load::new_histogram();
+                let start = Instant::now();
+                let mut n = 0u64;
+                while start.elapsed() < warm_up + measured {
+                    let t = Instant::now();
+                    let resp = router.clone().oneshot(Request::post(path).body(Body::empty())?).await?;
+                    if !resp.status().is_success() {
+                        anyhow::bail!("in-process invoke answered {}", resp.status());
+                    }
+                    drop(resp);
+                    if t.duration_since(start) >= warm_up {
+                        histogram.saturating_record(t.elapsed().as_nanos() as u64);
+                        n += 1;
+                    }
+                }
+                Ok((histogram, n))
+            }));
+        }
+        let mut histogram = load::new_histogram();
+        let mut n = 0;
+        for h in handles {
+            let (part, count) = h.await??;
+            histogram.add(part)?;
+            n += count;
+        }
+        let rps = n as f64 / measured.as_secs_f64();
+        rows.push(
+            Row::from_histogram(format!("in-process router, invoke noop ×{tasks}"), &histogram, 1.0)
+                .per_second(rps)
+                .ratio(rps / base_rps)
+                .note(format!("{tasks} concurrent tasks, no sockets")),
+        );
+    }
+    Ok(rows)
 }

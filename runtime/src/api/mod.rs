@@ -76,6 +76,7 @@ pub fn router(state: SharedState) -> Router {
         .nest("/2016-08-15", fc_routes.clone())
         .nest("/2021-04-06", fc_routes)
         .merge(fc::download_routes())
+        .merge(fc::proxy_routes())
         .route("/metrics", axum::routing::get(crate::metrics::render))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -111,14 +112,15 @@ async fn request_id(req: Request, next: Next) -> Response {
     resp
 }
 
-/// True for routes whose bodies are streamed to a guest, not buffered.
+/// True for HTTP-trigger routes: their bodies stream to the guest, and the
+/// trigger decides whether a signature is needed (`authType`).
 fn is_streamed(path: &str) -> bool {
-    path.starts_with("/2016-08-15/proxy/")
+    path.starts_with(fc::PROXY_PREFIX)
 }
 
 /// Buffers the body within the route's limit, then verifies the signature.
-/// Streamed routes (HTTP triggers) keep their body; their signature scheme
-/// does not cover it.
+/// HTTP-trigger routes keep their streamed body and check signatures
+/// themselves, per trigger (their signature scheme does not cover the body).
 async fn body_and_signature(State(state): State<SharedState>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
     if path == "/metrics" || path.starts_with(fc::DOWNLOAD_PREFIX) {
@@ -130,13 +132,10 @@ async fn body_and_signature(State(state): State<SharedState>, req: Request, next
     } else {
         state.limits.management_body
     };
-    let (parts, body) = req.into_parts();
     if streamed {
-        if let Err(e) = check_signature(&state, &parts, None) {
-            return e.into_response();
-        }
-        return next.run(Request::from_parts(parts, body)).await;
+        return next.run(req).await;
     }
+    let (parts, body) = req.into_parts();
     let bytes = match http_body_util::Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
@@ -150,7 +149,7 @@ async fn body_and_signature(State(state): State<SharedState>, req: Request, next
     next.run(Request::from_parts(parts, Body::from(bytes))).await
 }
 
-fn check_signature(state: &AppState, parts: &axum::http::request::Parts, body: Option<&[u8]>) -> Result<(), ApiError> {
+pub(crate) fn check_signature(state: &AppState, parts: &axum::http::request::Parts, body: Option<&[u8]>) -> Result<(), ApiError> {
     let Some(creds) = &state.credentials else { return Ok(()) };
     let signed = auth::SignedRequest {
         method: parts.method.as_str(),

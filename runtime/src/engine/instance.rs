@@ -15,6 +15,7 @@ use super::capture::Capture;
 use super::interrupt::{StopHandle, epoch_callback};
 use super::invocation::{Invocation, InvocationContext, InvokeError};
 use super::limits::MemoryLimiter;
+use super::http::{HttpInstance, HttpState};
 use super::{Engine, EngineError, GuestKind, Prepared};
 
 mod bindings {
@@ -59,6 +60,9 @@ pub struct InstanceSettings {
     pub memory_limit_mb: u64,
     /// Run the guest's initializer when an instance is created.
     pub run_initializer: bool,
+    /// Hosts an HTTP function may send requests to (`*`: any); empty
+    /// denies all outgoing HTTP.
+    pub allowed_outbound_hosts: Arc<[String]>,
 }
 
 pub(super) enum PreparedTarget {
@@ -69,6 +73,9 @@ pub(super) enum PreparedTarget {
         pre: wasmtime::component::InstancePre<ComponentState>,
         handler: handler::GuestIndices,
         lifecycle: Option<lifecycle::GuestIndices>,
+    },
+    Http {
+        pre: wasmtime_wasi_http::p2::bindings::ProxyPre<HttpState>,
     },
 }
 
@@ -82,6 +89,7 @@ impl PreparedTarget {
 pub(super) fn link(
     module_linker: &wasmtime::Linker<CommandState>,
     component_linker: &wasmtime::component::Linker<ComponentState>,
+    http_linker: &wasmtime::component::Linker<HttpState>,
     compiled: Compiled,
 ) -> Result<(GuestKind, PreparedTarget), EngineError> {
     match compiled {
@@ -97,6 +105,15 @@ pub(super) fn link(
                 .instantiate_pre(&module)
                 .map_err(|e| EngineError::InvalidCode(format!("cannot link module: {e:#}")))?;
             Ok((GuestKind::Command, PreparedTarget::Command { pre }))
+        }
+        Compiled::Component(component) if exports_http_handler(&component) => {
+            let pre = http_linker
+                .instantiate_pre(&component)
+                .map_err(|e| EngineError::InvalidCode(format!("cannot link wasi:http component: {e:#}")))?;
+            let pre = wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre).map_err(|e| {
+                EngineError::InvalidCode(format!("the component is not a wasi:http/proxy component: {e:#}"))
+            })?;
+            Ok((GuestKind::HttpComponent, PreparedTarget::Http { pre }))
         }
         Compiled::Component(component) => {
             let pre = component_linker
@@ -115,8 +132,9 @@ pub(super) fn link(
                     ))
                 }
                 Err(e) => Err(EngineError::InvalidCode(format!(
-                    "the component does not export `wasmfc:function/handler@0.1.0` \
-                     (see host-api/wit/function.wit): {e:#}"
+                    "the component exports neither `wasmfc:function/handler@0.1.0` \
+                     (an event function, see host-api/wit/function.wit) nor \
+                     `wasi:http/incoming-handler@0.2` (an HTTP function): {e:#}"
                 ))),
             }
         }
@@ -146,6 +164,8 @@ pub enum GuestInstance {
     Event(EventInstance),
     /// Commands are instantiated per invocation; this holds the recipe.
     Command(CommandInstance),
+    /// HTTP functions are instantiated per request; this holds the recipe.
+    Http(HttpInstance),
 }
 
 pub struct EventInstance {
@@ -164,7 +184,7 @@ pub struct CommandInstance {
 }
 
 /// How a guest call ended, before classification.
-enum CallEnd<T> {
+pub(super) enum CallEnd<T> {
     Returned(wasmtime::Result<T>),
     Stopped,
     TimedOut,
@@ -172,7 +192,7 @@ enum CallEnd<T> {
 
 /// Runs `call` until it returns, the stop handle fires, or the deadline
 /// passes; the latter two drop (cancel) the call.
-async fn race<T>(call: impl Future<Output = wasmtime::Result<T>>, stop: &StopHandle, deadline: Instant) -> CallEnd<T> {
+pub(super) async fn race<T>(call: impl Future<Output = wasmtime::Result<T>>, stop: &StopHandle, deadline: Instant) -> CallEnd<T> {
     tokio::select! {
         biased;
         r = call => CallEnd::Returned(r),
@@ -184,7 +204,7 @@ async fn race<T>(call: impl Future<Output = wasmtime::Result<T>>, stop: &StopHan
 /// Classifies a failed call. Order matters: a stop or deadline interrupt
 /// surfaces as a trap, and so does an allocation failure after a refused
 /// memory growth.
-fn classify(
+pub(super) fn classify(
     err: &wasmtime::Error,
     ctx: &InvocationContext,
     limiter: &MemoryLimiter,
@@ -248,6 +268,13 @@ impl GuestInstance {
                 engine: engine.clone(),
                 prepared: prepared.clone(),
                 settings,
+            })),
+            PreparedTarget::Http { pre } => Ok(GuestInstance::Http(HttpInstance {
+                id: new_instance_id(),
+                engine: engine.clone(),
+                pre: pre.clone(),
+                settings,
+                prepared: prepared.clone(),
             })),
             PreparedTarget::Event {
                 pre,
@@ -334,6 +361,7 @@ impl GuestInstance {
         match self {
             GuestInstance::Event(i) => &i.id,
             GuestInstance::Command(i) => &i.id,
+            GuestInstance::Http(i) => i.id(),
         }
     }
 
@@ -341,7 +369,7 @@ impl GuestInstance {
     pub fn memory_bytes(&self) -> usize {
         match self {
             GuestInstance::Event(i) => i.store.data().limiter.current_bytes(),
-            GuestInstance::Command(_) => 0,
+            GuestInstance::Command(_) | GuestInstance::Http(_) => 0,
         }
     }
 
@@ -351,8 +379,26 @@ impl GuestInstance {
         match self {
             GuestInstance::Event(i) => i.invoke(ctx, event).await,
             GuestInstance::Command(i) => i.invoke(ctx, event).await,
+            GuestInstance::Http(i) => Invocation {
+                result: Err(InvokeError::Handled(
+                    "this is an HTTP function (a wasi:http component): invoke it through its HTTP trigger".into(),
+                )),
+                log: Bytes::new(),
+                duration: std::time::Duration::ZERO,
+                peak_memory_bytes: 0,
+                instance_id: i.id().to_string(),
+            },
         }
     }
+}
+
+/// True for a component exporting `wasi:http/incoming-handler` (any 0.2.x):
+/// an HTTP function.
+fn exports_http_handler(component: &wasmtime::component::Component) -> bool {
+    component
+        .component_type()
+        .exports(component.engine())
+        .any(|(name, _)| name.starts_with("wasi:http/incoming-handler@0.2"))
 }
 
 fn instantiate_error(e: wasmtime::Error, limiter: &MemoryLimiter) -> InvokeError {

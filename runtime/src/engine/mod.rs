@@ -21,12 +21,15 @@
 
 mod artifacts;
 mod capture;
+mod http;
 mod instance;
 mod interrupt;
 mod invocation;
 mod limits;
 
 pub use capture::{Capture, Captured};
+pub use http::{HttpBodyError, HttpInstance};
+pub use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 pub use instance::{GuestInstance, InstanceSettings};
 pub use interrupt::StopHandle;
 pub use invocation::{Invocation, InvocationContext, InvokeError};
@@ -51,6 +54,8 @@ pub enum GuestKind {
     EventComponent,
     /// A WASI preview-1 command: event on stdin, result on stdout.
     Command,
+    /// A `wasi:http/proxy` component: an HTTP function.
+    HttpComponent,
 }
 
 impl GuestKind {
@@ -58,6 +63,7 @@ impl GuestKind {
         match self {
             GuestKind::EventComponent => "event-component",
             GuestKind::Command => "command",
+            GuestKind::HttpComponent => "http-component",
         }
     }
 
@@ -152,6 +158,7 @@ struct EngineInner {
     wasmtime: wasmtime::Engine,
     module_linker: wasmtime::Linker<CommandState>,
     component_linker: wasmtime::component::Linker<ComponentState>,
+    http_linker: wasmtime::component::Linker<http::HttpState>,
     artifacts: ArtifactCache,
     prepared: DashMap<String, Arc<OnceCell<Arc<Prepared>>>>,
     config: EngineConfig,
@@ -210,6 +217,10 @@ impl Engine {
         let mut component_linker = wasmtime::component::Linker::new(&wasmtime);
         wasmtime_wasi::p2::add_to_linker_async(&mut component_linker)
             .map_err(|e| EngineError::Config(format!("{e:#}")))?;
+        let mut http_linker = wasmtime::component::Linker::new(&wasmtime);
+        wasmtime_wasi::p2::add_to_linker_async(&mut http_linker).map_err(|e| EngineError::Config(format!("{e:#}")))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut http_linker)
+            .map_err(|e| EngineError::Config(format!("{e:#}")))?;
 
         std::fs::create_dir_all(&config.cache_dir)?;
         let artifacts = ArtifactCache::new(&wasmtime, config.cache_dir.clone());
@@ -228,6 +239,7 @@ impl Engine {
                 wasmtime,
                 module_linker,
                 component_linker,
+                http_linker,
                 artifacts,
                 prepared: DashMap::new(),
                 config,
@@ -325,7 +337,7 @@ impl Engine {
                 );
             }
         }
-        let (kind, target) = instance::link(&inner.module_linker, &inner.component_linker, compiled)?;
+        let (kind, target) = instance::link(&inner.module_linker, &inner.component_linker, &inner.http_linker, compiled)?;
         Ok(Prepared {
             kind,
             wasm_sha256: wasm_sha256.to_string(),

@@ -24,7 +24,10 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
-use crate::engine::{Engine, GuestInstance, InstanceSettings, Invocation, InvocationContext, InvokeError, Prepared};
+use crate::engine::{
+    Engine, GuestInstance, HttpBodyError, HyperOutgoingBody, InstanceSettings, Invocation, InvocationContext,
+    InvokeError, Prepared,
+};
 use crate::registry::{CodeDir, FunctionEntry, ResolvedFunction};
 
 /// Pool settings (from `wasmfc serve` flags).
@@ -172,6 +175,13 @@ impl FunctionPool {
     }
 }
 
+/// The outcome of an HTTP function's request.
+pub struct HttpServed {
+    pub start: StartKind,
+    pub instance_id: String,
+    pub response: Result<http::Response<HyperOutgoingBody>, InvokeError>,
+}
+
 /// The outcome of a pooled invocation.
 #[derive(Debug)]
 pub struct PooledInvocation {
@@ -233,6 +243,7 @@ impl Pool {
                         env: spec.env.clone(),
                         memory_limit_mb: spec.memory_mb,
                         run_initializer: spec.initializer,
+                        allowed_outbound_hosts: spec.allowed_outbound_hosts.clone().into(),
                     }),
                     idle: Mutex::new(Vec::new()),
                     returned: Notify::new(),
@@ -269,6 +280,57 @@ impl Pool {
                 l
             });
         Self::run_lease(lease, ctx, event).await
+    }
+
+    /// Serves one request of an HTTP function on a new instance, counted
+    /// against the instance caps for as long as the guest runs (which may
+    /// be after the response headers have gone out, while it streams the
+    /// body). Answers the start kind, the instance id and the response.
+    pub async fn serve_http<B>(
+        &self,
+        resolved: &ResolvedFunction,
+        ctx: &InvocationContext,
+        request: http::Request<B>,
+    ) -> HttpServed
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<HttpBodyError>,
+    {
+        let lease = match self.acquire(resolved, ctx, self.inner.config.acquire_timeout).await {
+            Ok(lease) => lease,
+            Err(e) => {
+                return HttpServed {
+                    start: StartKind::Cold,
+                    instance_id: String::new(),
+                    response: Err(e),
+                };
+            }
+        };
+        let start = lease.start;
+        let Lease { slot, _busy, .. } = lease;
+        let Slot {
+            instance,
+            provisioned,
+            _global,
+            _function,
+            ..
+        } = slot;
+        let GuestInstance::Http(instance) = instance else {
+            return HttpServed {
+                start,
+                instance_id: instance.id().to_string(),
+                response: Err(InvokeError::Handled(
+                    "this is an event function: invoke it with InvokeFunction, not through an HTTP trigger".into(),
+                )),
+            };
+        };
+        let instance_id = instance.id().to_string();
+        let hold = (_global, _function, provisioned, _busy);
+        HttpServed {
+            start,
+            instance_id,
+            response: instance.serve(ctx, request, hold).await,
+        }
     }
 
     async fn run_lease(lease: Result<Lease, InvokeError>, ctx: &InvocationContext, event: Bytes) -> PooledInvocation {

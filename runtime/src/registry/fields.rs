@@ -100,6 +100,19 @@ impl Fields {
             .map(Some)
     }
 
+    /// An array of strings.
+    pub fn string_list(&self, key: &str) -> Result<Option<Vec<String>>, RegistryError> {
+        match self.value(key) {
+            None => Ok(None),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_string).ok_or_else(|| type_error(key, "an array of strings")))
+                .collect::<Result<_, _>>()
+                .map(Some),
+            Some(_) => Err(type_error(key, "an array of strings")),
+        }
+    }
+
     /// Copies `keys` that are set into `out` unchanged (pass-through fields).
     pub fn copy_into(&self, keys: &[&str], out: &mut Map<String, Value>) {
         for k in keys {

@@ -14,9 +14,11 @@
 mod code;
 mod fields;
 pub mod names;
+mod triggers;
 
 pub use code::{CodeDir, crc64, sha256_hex};
 pub use fields::Fields;
+pub use triggers::HttpTrigger;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -96,6 +98,9 @@ pub struct FunctionSpec {
     pub package_sha256: String,
     pub kind: GuestKind,
     pub last_modified: String,
+    /// Hosts an HTTP function may call (`allowedOutboundHosts`, a wasmfc
+    /// extension); empty: no outgoing HTTP.
+    pub allowed_outbound_hosts: Vec<String>,
 }
 
 impl FunctionSpec {
@@ -123,6 +128,7 @@ impl FunctionSpec {
             package_sha256: ext.str("packageSha256")?.unwrap_or_default(),
             kind,
             last_modified: f.str("lastModifiedTime")?.unwrap_or_default(),
+            allowed_outbound_hosts: f.string_list("allowedOutboundHosts")?.unwrap_or_default(),
         })
     }
 }
@@ -1332,6 +1338,17 @@ fn apply_function_fields(body: &Fields, doc: &mut Map<String, Value>) -> Result<
             ));
         }
         doc.insert("environmentVariables".into(), json!(env));
+    }
+    if let Some(hosts) = body.string_list("allowedOutboundHosts")? {
+        if let Some(bad) = hosts
+            .iter()
+            .find(|h| h.as_str() != "*" && (h.is_empty() || h.contains(['/', ':', ' '])))
+        {
+            return Err(RegistryError::InvalidArgument(format!(
+                "allowedOutboundHosts entries are host names (or \"*\"), got '{bad}'"
+            )));
+        }
+        doc.insert("allowedOutboundHosts".into(), json!(hosts));
     }
     body.copy_into(FUNCTION_PASSTHROUGH, doc);
     Ok(())

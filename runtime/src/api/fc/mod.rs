@@ -7,8 +7,10 @@ mod async_config;
 mod functions;
 mod invoke;
 mod provision;
+mod proxy;
 mod services;
 pub mod tasks;
+mod triggers;
 mod versions;
 
 use std::collections::HashMap;
@@ -66,6 +68,14 @@ pub fn routes() -> Router<SharedState> {
         )
         .route("/provision-configs", get(provision::list))
         .route(
+            "/services/{service}/functions/{function}/triggers",
+            post(triggers::create).get(triggers::list),
+        )
+        .route(
+            "/services/{service}/functions/{function}/triggers/{trigger}",
+            get(triggers::get).put(triggers::update).delete(triggers::delete),
+        )
+        .route(
             "/services/{service}/functions/{function}/stateful-async-invocations",
             get(tasks::list),
         )
@@ -98,6 +108,26 @@ pub fn routes() -> Router<SharedState> {
                 .delete(versions::delete_alias),
         )
 }
+
+/// HTTP-trigger URLs: `/2016-08-15/proxy/{service}[.{qualifier}]/{function}/{path...}`
+/// (FC serves them under the 2016 prefix only).
+pub fn proxy_routes() -> Router<SharedState> {
+    Router::new()
+        .route(
+            &format!("{PROXY_PREFIX}{{service}}/{{function}}"),
+            axum::routing::any(proxy::serve),
+        )
+        .route(
+            &format!("{PROXY_PREFIX}{{service}}/{{function}}/"),
+            axum::routing::any(proxy::serve),
+        )
+        .route(
+            &format!("{PROXY_PREFIX}{{service}}/{{function}}/{{*path}}"),
+            axum::routing::any(proxy::serve),
+        )
+}
+
+pub const PROXY_PREFIX: &str = "/2016-08-15/proxy/";
 
 pub fn download_routes() -> Router<SharedState> {
     Router::new().route(&format!("{DOWNLOAD_PREFIX}{{package}}"), get(functions::download))

@@ -1,0 +1,202 @@
+//! HTTP-trigger invocations: `/2016-08-15/proxy/{service}[.{qualifier}]/{function}/{path...}`.
+//!
+//! The function's HTTP trigger for that qualifier decides which methods are
+//! allowed (405 otherwise) and whether the request must be signed
+//! (`authType: function`: 401 unsigned, 403 badly signed). The request —
+//! method, the path after the function name, query, headers and the body as
+//! a stream — goes to the `wasi:http` component, and its response streams
+//! back with FC's `X-Fc-*` headers added. A guest that traps or times out
+//! before answering is a 502 with an FC error body; the server keeps
+//! serving.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+
+use super::Scope;
+use super::invoke::{InvocationType, invocation_type};
+use crate::api::auth::{self, AuthError};
+use crate::api::error::current_request_id;
+use crate::api::{ApiError, ApiResult, AppState, SharedState};
+use crate::engine::{GuestKind, HttpBodyError, InvocationContext, InvokeError, StopHandle};
+use crate::registry::ResolvedFunction;
+
+/// FC's limit for an HTTP trigger's request body.
+const MAX_REQUEST_BODY: usize = 32 << 20;
+
+pub async fn serve(State(app): State<SharedState>, scope: Scope, req: Request) -> Response {
+    match serve_request(&app, scope, req).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn serve_request(app: &AppState, scope: Scope, req: Request) -> ApiResult<Response> {
+    let function = scope.function().to_string();
+    let trigger = app.registry.http_trigger(&scope.service, &function, scope.qualifier())?;
+    if !trigger.allows(req.method()) {
+        let allowed: Vec<&str> = trigger.methods.iter().map(|m| m.as_str()).collect();
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            format!(
+                "HTTP trigger '{}' does not allow {}; it allows {}",
+                trigger.name,
+                req.method(),
+                allowed.join(", ")
+            ),
+        ));
+    }
+    if trigger.requires_signature {
+        verify_signature(app, &req)?;
+    }
+    let resolved = app
+        .registry
+        .resolve(&scope.service, scope.qualifier(), &function)?;
+    if resolved.function.spec.kind != GuestKind::HttpComponent {
+        return Err(ApiError::invalid(format!(
+            "function '{function}' is an event function ({}); HTTP triggers serve HTTP functions \
+             (wasi:http/proxy components)",
+            resolved.function.spec.kind.as_str()
+        )));
+    }
+    if invocation_type(req.headers())? == InvocationType::Async {
+        return Err(ApiError::invalid(
+            "asynchronous HTTP-trigger invocations are not supported yet; call without X-Fc-Invocation-Type: Async",
+        ));
+    }
+    if let Some(len) = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        && len > MAX_REQUEST_BODY
+    {
+        return Err(ApiError::too_large(format!(
+            "request body is {len} bytes; HTTP triggers accept at most {MAX_REQUEST_BODY}"
+        )));
+    }
+    let guest_request = guest_request(req)?;
+    Ok(invoke(app, &resolved, guest_request).await)
+}
+
+/// The request as the guest sees it: the path after `/{function}` (still
+/// percent-encoded, as on the wire), the query, every header, and the body
+/// streaming within [`MAX_REQUEST_BODY`].
+fn guest_request(
+    req: Request,
+) -> ApiResult<http::Request<impl hyper::body::Body<Data = bytes::Bytes, Error = HttpBodyError> + Send + 'static>> {
+    let (mut parts, body) = req.into_parts();
+    let raw = parts.uri.path();
+    // `{service}` and `{function}` are single segments; what follows is the
+    // function's own path.
+    let rest = raw.strip_prefix(super::PROXY_PREFIX).unwrap_or(raw);
+    let sub_path = match rest.splitn(3, '/').nth(2) {
+        Some(p) => format!("/{p}"),
+        None => "/".to_string(),
+    };
+    let path_and_query = match parts.uri.query() {
+        Some(q) => format!("{sub_path}?{q}"),
+        None => sub_path,
+    };
+    let authority = parts
+        .headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost")
+        .to_string();
+    parts.uri = Uri::builder()
+        .scheme("http")
+        .authority(authority)
+        .path_and_query(path_and_query)
+        .build()
+        .map_err(|e| ApiError::invalid(format!("cannot forward this request's URL: {e}")))?;
+    let body = http_body_util::Limited::new(body, MAX_REQUEST_BODY).map_err(|e| {
+        HttpBodyError::InternalError(Some(format!("reading the request body: {e}")))
+    });
+    Ok(http::Request::from_parts(parts, body))
+}
+
+async fn invoke(
+    app: &AppState,
+    resolved: &ResolvedFunction,
+    request: http::Request<impl hyper::body::Body<Data = bytes::Bytes, Error = HttpBodyError> + Send + 'static>,
+) -> Response {
+    let spec = &resolved.function.spec;
+    let ctx = InvocationContext::new(
+        current_request_id(),
+        resolved.service.clone(),
+        spec.name.clone(),
+        resolved.qualifier.clone(),
+        resolved.version_label(),
+        std::time::Duration::from_secs(spec.timeout_s),
+        None,
+        0,
+        StopHandle::new(),
+    );
+    let served = app.pool.serve_http(resolved, &ctx, request).await;
+    let mut resp = match served.response {
+        Ok(resp) => {
+            let (parts, body) = resp.into_parts();
+            Response::from_parts(parts, Body::new(body))
+        }
+        Err(InvokeError::Capacity(msg)) => {
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "ResourceThrottled", msg).into_response()
+        }
+        Err(InvokeError::Internal(msg)) => ApiError::internal("HTTP invocation", msg).into_response(),
+        Err(e) => {
+            let code = match &e {
+                InvokeError::Timeout(_) => "FunctionTimeout",
+                InvokeError::Handled(_) => "HandledInvocationError",
+                _ => "UnhandledInvocationError",
+            };
+            ApiError::new(StatusCode::BAD_GATEWAY, code, e.to_string()).into_response()
+        }
+    };
+    let h = resp.headers_mut();
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(HeaderName::from_static(name), v);
+        }
+    };
+    set("x-fc-code-checksum", &spec.code_checksum);
+    if !served.instance_id.is_empty() {
+        set("x-fc-instance-id", &served.instance_id);
+    }
+    set("x-fc-invocation-service-version", &resolved.version_label());
+    set("x-fc-start-type", served.start.as_str());
+    resp
+}
+
+/// `authType: function`: the request must carry a valid FC signature.
+fn verify_signature(app: &AppState, req: &Request) -> ApiResult<()> {
+    let Some(creds) = &app.credentials else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "AccessDenied",
+            "this HTTP trigger requires signed requests (authType: function), \
+             but the server runs without credentials (--credentials)",
+        ));
+    };
+    let signed = auth::SignedRequest {
+        method: req.method().as_str(),
+        path: req.uri().path(),
+        query: req.uri().query(),
+        headers: req.headers(),
+        body: None,
+    };
+    match auth::verify(creds, &signed, chrono::Utc::now()) {
+        Ok(_) => Ok(()),
+        Err(AuthError::Missing) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "AccessDenied",
+            "this HTTP trigger requires signed requests (authType: function): the Authorization header is missing",
+        )),
+        Err(e) => {
+            app.metrics.auth_failures.inc();
+            Err(ApiError::new(StatusCode::FORBIDDEN, e.code(), e.to_string()))
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! HTTP functions: `wasi:http/proxy` components (WASI 0.2), the world Spin,
+//! `wasmtime serve` and wasmCloud components target, so those run here
+//! unchanged.
+//!
+//! Like `wasmtime serve` and Spin, every request gets a fresh instance (a
+//! store and `ProxyPre::instantiate_async`; with the pooling allocator that
+//! is microseconds): `wasi:http` resources are per request, and a fresh
+//! instance is the isolation users expect between requests.
+//!
+//! The guest runs in its own task. The caller gets the response as soon as
+//! the guest sets it (`response-outparam.set`), and the body streams while
+//! the guest keeps writing; the deadline and the stop handle bound the whole
+//! run, body included. The request body streams into the guest as it
+//! arrives — nothing is buffered here.
+//!
+//! Outgoing HTTP is denied unless the request's host is on the function's
+//! allow-list ([`InstanceSettings::allowed_outbound_hosts`]).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use wasmtime::Store;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+use super::capture::Capture;
+use super::instance::{CallEnd, InstanceSettings, classify, race};
+use super::interrupt::epoch_callback;
+use super::invocation::{InvocationContext, InvokeError};
+use super::limits::MemoryLimiter;
+use super::{Engine, Prepared};
+
+/// The error type request and response bodies carry.
+pub type HttpBodyError = wasmtime_wasi_http::Error;
+
+/// Store data of an HTTP function's instance.
+pub struct HttpState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+    outbound: OutboundPolicy,
+}
+
+impl WasiView for HttpState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HttpState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
+    }
+}
+
+/// Decides which outgoing requests a guest may make: none, unless the
+/// host is on the function's allow-list (`*` allows every host).
+struct OutboundPolicy {
+    allowed_hosts: Arc<[String]>,
+}
+
+impl OutboundPolicy {
+    fn allows(&self, host: Option<&str>) -> bool {
+        let Some(host) = host else { return false };
+        self.allowed_hosts
+            .iter()
+            .any(|allowed| allowed == "*" || allowed.eq_ignore_ascii_case(host))
+    }
+}
+
+type SendFuture = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), HttpBodyError>> + Send>,
+                ),
+                HttpBodyError,
+            >,
+        > + Send,
+>;
+
+impl WasiHttpHooks for OutboundPolicy {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), HttpBodyError>> + Send>,
+    ) -> SendFuture {
+        _ = fut;
+        if !self.allows(request.uri().host()) {
+            tracing::info!(uri = %request.uri(), "denied an outgoing request: host not on the function's allow-list");
+            return Box::new(async { Err(HttpBodyError::HttpRequestDenied) });
+        }
+        Box::new(async move {
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = Result<(), HttpBodyError>> + Send>,
+            ))
+        })
+    }
+}
+
+/// An HTTP function's instance recipe: a fresh store per request.
+pub struct HttpInstance {
+    pub(super) id: String,
+    pub(super) engine: Engine,
+    pub(super) pre: ProxyPre<HttpState>,
+    pub(super) settings: Arc<InstanceSettings>,
+    pub(super) prepared: Arc<Prepared>,
+}
+
+impl HttpInstance {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Serves one request. Answers once the guest has set its response (or
+    /// failed before doing so); the guest keeps running in its own task
+    /// while it writes the body, and `hold` is dropped when it is done (the
+    /// caller passes what must live exactly as long as the guest, e.g. its
+    /// instance permit).
+    pub async fn serve<B, H>(
+        self,
+        ctx: &InvocationContext,
+        request: http::Request<B>,
+        hold: H,
+    ) -> Result<http::Response<HyperOutgoingBody>, InvokeError>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<HttpBodyError>,
+        H: Send + 'static,
+    {
+        let capture = Capture::log_only(self.engine.config().log_limit);
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(capture.stdout())
+            .stderr(capture.stderr())
+            .envs(&self.settings.env)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        let state = HttpState {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new((self.settings.memory_limit_mb as usize) << 20),
+            outbound: OutboundPolicy {
+                allowed_hosts: self.settings.allowed_outbound_hosts.clone(),
+            },
+        };
+        let mut store = Store::new(self.engine.wasmtime(), state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(epoch_callback(ctx.stop.clone(), ctx.deadline));
+
+        let internal = |e: wasmtime::Error| InvokeError::Internal(format!("preparing the request: {e:#}"));
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let incoming = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, request)
+            .map_err(internal)?;
+        let outparam = store.data_mut().http().new_response_outparam(sender).map_err(internal)?;
+
+        let pre = self.pre;
+        let task_ctx = ctx.clone();
+        let guest = tokio::spawn(async move {
+            let _hold = hold;
+            let _prepared = self.prepared;
+            let run = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, incoming, outparam)
+                    .await
+            };
+            let end = race(run, &task_ctx.stop, task_ctx.deadline).await;
+            let log = capture.take().log;
+            let result = match end {
+                CallEnd::Returned(Ok(())) => Ok(()),
+                CallEnd::Returned(Err(e)) => Err(classify(&e, &task_ctx, &store.data().limiter, false, &log)),
+                CallEnd::Stopped => Err(InvokeError::Stopped),
+                CallEnd::TimedOut => Err(InvokeError::Timeout(task_ctx.timeout)),
+            };
+            if let Err(e) = &result {
+                tracing::info!(request_id = %task_ctx.request_id, error = %e, "HTTP function failed");
+            }
+            result
+        });
+
+        match receiver.await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(code)) => Err(InvokeError::Handled(format!("the function answered with an error: {code:?}"))),
+            // The outparam was dropped unset: the guest failed or returned
+            // without answering.
+            Err(_) => match guest.await {
+                Ok(Ok(())) => Err(InvokeError::Handled(
+                    "the function returned without setting a response".into(),
+                )),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(InvokeError::Internal(format!("the guest task failed: {e}"))),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outbound_is_denied_unless_allowed() {
+        let none = OutboundPolicy {
+            allowed_hosts: Arc::from(Vec::<String>::new()),
+        };
+        assert!(!none.allows(Some("example.com")));
+        let some = OutboundPolicy {
+            allowed_hosts: Arc::from(vec!["api.example.com".to_string()]),
+        };
+        assert!(some.allows(Some("API.example.com")));
+        assert!(!some.allows(Some("example.com")));
+        assert!(!some.allows(None));
+        let all = OutboundPolicy {
+            allowed_hosts: Arc::from(vec!["*".to_string()]),
+        };
+        assert!(all.allows(Some("anything.test")));
+    }
+}

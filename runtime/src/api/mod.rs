@@ -149,7 +149,11 @@ async fn body_and_signature(State(state): State<SharedState>, req: Request, next
     next.run(Request::from_parts(parts, Body::from(bytes))).await
 }
 
-pub(crate) fn check_signature(state: &AppState, parts: &axum::http::request::Parts, body: Option<&[u8]>) -> Result<(), ApiError> {
+pub(crate) fn check_signature(
+    state: &AppState,
+    parts: &axum::http::request::Parts,
+    body: Option<&[u8]>,
+) -> Result<(), ApiError> {
     let Some(creds) = &state.credentials else { return Ok(()) };
     let signed = auth::SignedRequest {
         method: parts.method.as_str(),

@@ -175,7 +175,11 @@ impl HttpInstance {
             .http()
             .new_incoming_request(Scheme::Http, request)
             .map_err(internal)?;
-        let outparam = store.data_mut().http().new_response_outparam(sender).map_err(internal)?;
+        let outparam = store
+            .data_mut()
+            .http()
+            .new_response_outparam(sender)
+            .map_err(internal)?;
 
         let pre = self.pre;
         let task_ctx = ctx.clone();
@@ -205,7 +209,9 @@ impl HttpInstance {
 
         match receiver.await {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(code)) => Err(InvokeError::Handled(format!("the function answered with an error: {code:?}"))),
+            Ok(Err(code)) => Err(InvokeError::Handled(format!(
+                "the function answered with an error: {code:?}"
+            ))),
             // The outparam was dropped unset: the guest failed or returned
             // without answering.
             Err(_) => match guest.await {

@@ -12,10 +12,10 @@ use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::artifacts::Compiled;
 use super::capture::Capture;
+use super::http::{HttpInstance, HttpState};
 use super::interrupt::{StopHandle, epoch_callback};
 use super::invocation::{Invocation, InvocationContext, InvokeError};
 use super::limits::MemoryLimiter;
-use super::http::{HttpInstance, HttpState};
 use super::{Engine, EngineError, GuestKind, Prepared};
 
 mod bindings {
@@ -192,7 +192,11 @@ pub(super) enum CallEnd<T> {
 
 /// Runs `call` until it returns, the stop handle fires, or the deadline
 /// passes; the latter two drop (cancel) the call.
-pub(super) async fn race<T>(call: impl Future<Output = wasmtime::Result<T>>, stop: &StopHandle, deadline: Instant) -> CallEnd<T> {
+pub(super) async fn race<T>(
+    call: impl Future<Output = wasmtime::Result<T>>,
+    stop: &StopHandle,
+    deadline: Instant,
+) -> CallEnd<T> {
     tokio::select! {
         biased;
         r = call => CallEnd::Returned(r),

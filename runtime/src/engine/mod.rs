@@ -29,10 +29,10 @@ mod limits;
 
 pub use capture::{Capture, Captured};
 pub use http::{HttpBodyError, HttpInstance};
-pub use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 pub use instance::{GuestInstance, InstanceSettings};
 pub use interrupt::StopHandle;
 pub use invocation::{Invocation, InvocationContext, InvokeError};
+pub use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -337,7 +337,12 @@ impl Engine {
                 );
             }
         }
-        let (kind, target) = instance::link(&inner.module_linker, &inner.component_linker, &inner.http_linker, compiled)?;
+        let (kind, target) = instance::link(
+            &inner.module_linker,
+            &inner.component_linker,
+            &inner.http_linker,
+            compiled,
+        )?;
         Ok(Prepared {
             kind,
             wasm_sha256: wasm_sha256.to_string(),

@@ -106,7 +106,11 @@ impl Fields {
             None => Ok(None),
             Some(Value::Array(items)) => items
                 .iter()
-                .map(|v| v.as_str().map(str::to_string).ok_or_else(|| type_error(key, "an array of strings")))
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| type_error(key, "an array of strings"))
+                })
                 .collect::<Result<_, _>>()
                 .map(Some),
             Some(_) => Err(type_error(key, "an array of strings")),

@@ -41,7 +41,11 @@ impl HttpTrigger {
             })
             .unwrap_or_default();
         Some(HttpTrigger {
-            name: doc.get("triggerName").and_then(Value::as_str).unwrap_or_default().to_string(),
+            name: doc
+                .get("triggerName")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
             requires_signature,
             methods,
         })
@@ -127,8 +131,7 @@ impl Registry {
             )));
         }
         let config = http_config(
-            trigger_config(body)?
-                .ok_or_else(|| RegistryError::InvalidArgument("triggerConfig is required".into()))?,
+            trigger_config(body)?.ok_or_else(|| RegistryError::InvalidArgument("triggerConfig is required".into()))?,
         )?;
         let qualifier = body.str("qualifier")?.unwrap_or_else(|| "LATEST".into());
         let description = body.str("description")?.unwrap_or_default();
@@ -149,7 +152,10 @@ impl Registry {
         doc.insert("triggerId".into(), json!(uuid::Uuid::new_v4().to_string()));
         doc.insert("triggerType".into(), json!(trigger_type));
         doc.insert("triggerConfig".into(), Value::Object(config));
-        doc.insert("sourceArn".into(), body.value("sourceArn").cloned().unwrap_or(Value::Null));
+        doc.insert(
+            "sourceArn".into(),
+            body.value("sourceArn").cloned().unwrap_or(Value::Null),
+        );
         doc.insert(
             "invocationRole".into(),
             body.value("invocationRole").cloned().unwrap_or(Value::Null),
@@ -227,7 +233,13 @@ impl Registry {
         Ok(doc)
     }
 
-    pub async fn delete_trigger(&self, service: &str, function: &str, name: &str, if_match: Option<&str>) -> Result<()> {
+    pub async fn delete_trigger(
+        &self,
+        service: &str,
+        function: &str,
+        name: &str,
+        if_match: Option<&str>,
+    ) -> Result<()> {
         let _guard = self.inner.write_lock.lock().await;
         let doc = self.get_trigger(service, function, name)?;
         check_if_match(&doc, if_match)?;

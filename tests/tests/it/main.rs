@@ -3,6 +3,7 @@
 
 mod crash;
 mod foundation;
+mod http_functions;
 mod limits;
 mod pool;
 mod provision;

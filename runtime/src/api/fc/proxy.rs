@@ -35,7 +35,9 @@ pub async fn serve(State(app): State<SharedState>, scope: Scope, req: Request) -
 
 async fn serve_request(app: &AppState, scope: Scope, req: Request) -> ApiResult<Response> {
     let function = scope.function().to_string();
-    let trigger = app.registry.http_trigger(&scope.service, &function, scope.qualifier())?;
+    let trigger = app
+        .registry
+        .http_trigger(&scope.service, &function, scope.qualifier())?;
     if !trigger.allows(req.method()) {
         let allowed: Vec<&str> = trigger.methods.iter().map(|m| m.as_str()).collect();
         return Err(ApiError::new(
@@ -52,9 +54,7 @@ async fn serve_request(app: &AppState, scope: Scope, req: Request) -> ApiResult<
     if trigger.requires_signature {
         verify_signature(app, &req)?;
     }
-    let resolved = app
-        .registry
-        .resolve(&scope.service, scope.qualifier(), &function)?;
+    let resolved = app.registry.resolve(&scope.service, scope.qualifier(), &function)?;
     if resolved.function.spec.kind != GuestKind::HttpComponent {
         return Err(ApiError::invalid(format!(
             "function '{function}' is an event function ({}); HTTP triggers serve HTTP functions \
@@ -113,9 +113,8 @@ fn guest_request(
         .path_and_query(path_and_query)
         .build()
         .map_err(|e| ApiError::invalid(format!("cannot forward this request's URL: {e}")))?;
-    let body = http_body_util::Limited::new(body, MAX_REQUEST_BODY).map_err(|e| {
-        HttpBodyError::InternalError(Some(format!("reading the request body: {e}")))
-    });
+    let body = http_body_util::Limited::new(body, MAX_REQUEST_BODY)
+        .map_err(|e| HttpBodyError::InternalError(Some(format!("reading the request body: {e}"))));
     Ok(http::Request::from_parts(parts, body))
 }
 

@@ -41,3 +41,10 @@ async fn provision_config_through_both_sdks() {
     let out = run_python("provision_test.py", &s, &[]).await;
     assert!(out.contains("all checks passed"), "{out}");
 }
+
+#[tokio::test]
+async fn http_triggers_through_both_sdks() {
+    let s = Server::start(signed()).await;
+    let out = run_python("http_test.py", &s, &[]).await;
+    assert!(out.contains("all checks passed"), "{out}");
+}

@@ -230,6 +230,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn recorded_requests_round_trip() {
+        let r = RecordedRequest {
+            method: "POST".into(),
+            path_with_query: "/a?b=1".into(),
+            headers: vec![("host".into(), "example.test".into()), ("x-k".into(), "v".into())],
+            body: Bytes::from_static(&[0, 159, 146, 150]),
+        };
+        let back = RecordedRequest::decode(&r.encode()).unwrap();
+        assert_eq!(back, r);
+        let req = back.to_request().unwrap();
+        assert_eq!(req.uri().to_string(), "http://example.test/a?b=1");
+        assert_eq!(req.headers()["x-k"], "v");
+        assert!(RecordedRequest::decode(b"{").is_err());
+    }
+
+    #[test]
     fn outbound_is_denied_unless_allowed() {
         let none = OutboundPolicy {
             allowed_hosts: Arc::from(Vec::<String>::new()),
@@ -246,4 +262,100 @@ mod tests {
         };
         assert!(all.allows(Some("anything.test")));
     }
+}
+
+/// An HTTP request recorded for later (an async invocation through an HTTP
+/// trigger): what the task stores as its payload and replays into the
+/// guest when it runs. Bodies are base64 in the JSON.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordedRequest {
+    pub method: String,
+    /// The path after the function name, with its query (`/a/b?x=1`).
+    pub path_with_query: String,
+    pub headers: Vec<(String, String)>,
+    #[serde(with = "base64_bytes")]
+    pub body: Bytes,
+}
+
+mod base64_bytes {
+    use base64::Engine as _;
+    use bytes::Bytes;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(b: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(b))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map(Bytes::from)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl RecordedRequest {
+    pub fn encode(&self) -> Bytes {
+        Bytes::from(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<RecordedRequest, InvokeError> {
+        serde_json::from_slice(bytes)
+            .map_err(|e| InvokeError::Internal(format!("the task's recorded HTTP request is unreadable: {e}")))
+    }
+
+    /// The request to hand the guest again.
+    pub fn to_request(&self) -> Result<http::Request<http_body_util::Full<Bytes>>, InvokeError> {
+        let mut builder = http::Request::builder().method(self.method.as_str());
+        let authority = self
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("host"))
+            .map_or("localhost", |(_, v)| v.as_str());
+        builder = builder.uri(format!("http://{authority}{}", self.path_with_query));
+        for (k, v) in &self.headers {
+            builder = builder.header(k.as_str(), v.as_str());
+        }
+        builder
+            .body(http_body_util::Full::new(self.body.clone()))
+            .map_err(|e| InvokeError::Internal(format!("rebuilding the recorded HTTP request: {e}")))
+    }
+}
+
+/// A guest's HTTP response, collected whole: an async HTTP invocation's
+/// result, as JSON (`status`, `headers`, `body`; `bodyBase64` when the body
+/// is not UTF-8).
+pub async fn collect_response(response: http::Response<HyperOutgoingBody>) -> Result<Bytes, InvokeError> {
+    let (parts, body) = response.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| InvokeError::Handled(format!("the response body failed: {e}")))?
+        .to_bytes();
+    let headers: serde_json::Map<String, serde_json::Value> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                serde_json::Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()),
+            )
+        })
+        .collect();
+    let (text, base64) = match std::str::from_utf8(&body) {
+        Ok(t) => (t.to_string(), false),
+        Err(_) => {
+            use base64::Engine as _;
+            (base64::engine::general_purpose::STANDARD.encode(&body), true)
+        }
+    };
+    let doc = serde_json::json!({
+        "status": parts.status.as_u16(),
+        "headers": headers,
+        "body": text,
+        "bodyBase64": base64,
+    });
+    Ok(Bytes::from(doc.to_string()))
 }

@@ -28,7 +28,7 @@ mod invocation;
 mod limits;
 
 pub use capture::{Capture, Captured};
-pub use http::{HttpBodyError, HttpInstance};
+pub use http::{HttpBodyError, HttpInstance, RecordedRequest, collect_response};
 pub use instance::{GuestInstance, InstanceSettings};
 pub use interrupt::StopHandle;
 pub use invocation::{Invocation, InvocationContext, InvokeError};

@@ -25,8 +25,8 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::engine::{
-    Engine, GuestInstance, HttpBodyError, HyperOutgoingBody, InstanceSettings, Invocation, InvocationContext,
-    InvokeError, Prepared,
+    Engine, GuestInstance, HttpBodyError, HttpInstance, HyperOutgoingBody, InstanceSettings, Invocation,
+    InvocationContext, InvokeError, Prepared, RecordedRequest, collect_response,
 };
 use crate::registry::{CodeDir, FunctionEntry, ResolvedFunction};
 
@@ -175,6 +175,14 @@ impl FunctionPool {
     }
 }
 
+/// Instance permits held for as long as an HTTP function's guest runs.
+struct HttpHold {
+    _global: OwnedSemaphorePermit,
+    _function: OwnedSemaphorePermit,
+    _provisioned: Option<ProvisionedMark>,
+    _busy: Option<BusyMark>,
+}
+
 /// The outcome of an HTTP function's request.
 pub struct HttpServed {
     pub start: StartKind,
@@ -307,29 +315,17 @@ impl Pool {
             }
         };
         let start = lease.start;
-        let Lease { slot, _busy, .. } = lease;
-        let Slot {
-            instance,
-            provisioned,
-            _global,
-            _function,
-            ..
-        } = slot;
-        let GuestInstance::Http(instance) = instance else {
-            return HttpServed {
+        match lease.into_http() {
+            Ok((instance, hold)) => HttpServed {
                 start,
                 instance_id: instance.id().to_string(),
-                response: Err(InvokeError::Handled(
-                    "this is an event function: invoke it with InvokeFunction, not through an HTTP trigger".into(),
-                )),
-            };
-        };
-        let instance_id = instance.id().to_string();
-        let hold = (_global, _function, provisioned, _busy);
-        HttpServed {
-            start,
-            instance_id,
-            response: instance.serve(ctx, request, hold).await,
+                response: instance.serve(ctx, request, hold).await,
+            },
+            Err((instance_id, e)) => HttpServed {
+                start,
+                instance_id,
+                response: Err(e),
+            },
         }
     }
 
@@ -660,6 +656,67 @@ impl Lease {
     /// Gives the instance back unused.
     pub fn release(self) {
         self.fp.give_back(self.slot);
+    }
+
+    /// Splits the lease into an HTTP function's instance and what must be
+    /// held while its guest runs (the instance permits).
+    fn into_http(self) -> Result<(HttpInstance, HttpHold), (String, InvokeError)> {
+        let Lease { slot, _busy, .. } = self;
+        let Slot {
+            instance,
+            provisioned,
+            _global,
+            _function,
+            ..
+        } = slot;
+        match instance {
+            GuestInstance::Http(instance) => Ok((
+                instance,
+                HttpHold {
+                    _global,
+                    _function,
+                    _provisioned: provisioned,
+                    _busy,
+                },
+            )),
+            other => Err((
+                other.id().to_string(),
+                InvokeError::Handled(
+                    "this is an event function: invoke it with InvokeFunction, not through an HTTP trigger".into(),
+                ),
+            )),
+        }
+    }
+
+    /// Runs a recorded HTTP request (an async invocation through an HTTP
+    /// trigger) and collects the whole response as the result.
+    pub async fn invoke_http(self, ctx: &InvocationContext, recorded: Bytes) -> PooledInvocation {
+        let started = Instant::now();
+        let start = self.start;
+        let (result, instance_id) = match RecordedRequest::decode(&recorded).and_then(|r| r.to_request()) {
+            Err(e) => (Err(e), self.instance_id().to_string()),
+            Ok(request) => match self.into_http() {
+                Err((id, e)) => (Err(e), id),
+                Ok((instance, hold)) => {
+                    let id = instance.id().to_string();
+                    let result = match instance.serve(ctx, request, hold).await {
+                        Ok(response) => collect_response(response).await,
+                        Err(e) => Err(e),
+                    };
+                    (result, id)
+                }
+            },
+        };
+        PooledInvocation {
+            invocation: Invocation {
+                result,
+                log: Bytes::new(),
+                duration: started.elapsed(),
+                peak_memory_bytes: 0,
+                instance_id,
+            },
+            start,
+        }
     }
 
     /// Runs the invocation; the instance goes back to the pool afterwards

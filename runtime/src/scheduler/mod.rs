@@ -78,7 +78,13 @@ struct QueuedTask {
     /// `Enqueued`, or `Dequeued`/`Retrying` for tasks that skip the
     /// dequeue step (recovered, or back from a backoff).
     state: TaskState,
+    /// The payload is a recorded HTTP request for an HTTP function
+    /// (kind [`HTTP_KIND`]), not an event.
+    http: bool,
 }
+
+/// The task kind of an async invocation through an HTTP trigger.
+pub const HTTP_KIND: &str = "http";
 
 impl QueuedTask {
     fn from_row(row: &TaskRow) -> QueuedTask {
@@ -92,6 +98,7 @@ impl QueuedTask {
             created_ms: row.created_ms,
             attempts: row.attempts,
             state: row.status,
+            http: row.kind == HTTP_KIND,
         }
     }
 
@@ -292,6 +299,7 @@ impl Scheduler {
             None => new_invocation_id(),
         };
         let created_ms = crate::util::now_ms();
+        let http = s.kind == HTTP_KIND;
         let task = NewTask {
             service: s.service.clone(),
             function: s.function.clone(),
@@ -320,6 +328,7 @@ impl Scheduler {
             created_ms,
             attempts: 0,
             state: TaskState::Enqueued,
+            http,
         });
         Ok((seq, id))
     }
@@ -626,7 +635,11 @@ impl Scheduler {
             }
         }
         // The deadline starts when the guest does, not when the task queued.
-        let outcome = lease.invoke(&ctx(stop), payload).await;
+        let outcome = if t.http {
+            lease.invoke_http(&ctx(stop), payload).await
+        } else {
+            lease.invoke(&ctx(stop), payload).await
+        };
         self.inner.running.remove(&t.seq);
         self.complete(t, outcome).await;
     }
@@ -729,6 +742,7 @@ impl Scheduler {
                         created_ms: f.created_ms,
                         attempts: 0,
                         state: Enqueued,
+                        http: false,
                     });
                 }
             }
@@ -929,6 +943,7 @@ mod tests {
             created_ms: 0,
             attempts: 0,
             state: TaskState::Enqueued,
+            http: false,
         }
     }
 

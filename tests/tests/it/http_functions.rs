@@ -299,3 +299,63 @@ async fn a_published_crates_http_example_runs_unchanged() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.text(), "Hello, WASI!");
 }
+
+/// `X-Fc-Invocation-Type: Async` through the trigger: the request is
+/// recorded as a task (visible in ListStatefulAsyncInvocations with the
+/// guest's response as its result), and such tasks cannot be re-run.
+#[tokio::test]
+async fn async_requests_become_tasks_that_cannot_be_rerun() {
+    let s = Server::default().await;
+    s.create_service("web").await;
+    deploy(&s, "hello", guests::HTTP_HELLO, json!({}), json!({"methods": ["POST"]})).await;
+    s.task_mode("web", "hello", json!({})).await;
+    let r = s
+        .call(
+            Method::POST,
+            "/2016-08-15/proxy/web/hello/job?n=1",
+            "recorded body",
+            &[
+                ("x-fc-invocation-type", "Async"),
+                ("x-fc-stateful-async-invocation-id", "job-1"),
+                ("x-trace", "t1"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    assert_eq!(r.header("x-fc-stateful-async-invocation-id"), Some("job-1"));
+
+    let task = s
+        .wait_status("web", "hello", "job-1", "Succeeded", Duration::from_secs(10))
+        .await;
+    let result: Value = serde_json::from_str(task["returnPayload"].as_str().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("result is not JSON ({e}): {task}"));
+    assert_eq!(result["status"], 200, "{result}");
+    let body: Value = serde_json::from_str(result["body"].as_str().unwrap_or_default()).expect("guest JSON");
+    assert_eq!(body["method"], "POST");
+    assert_eq!(body["path"], "/job");
+    assert_eq!(body["query"], "n=1");
+    assert_eq!(body["headers"]["x-trace"], "t1");
+
+    let list = s
+        .get("/2016-08-15/services/web/functions/hello/stateful-async-invocations")
+        .await
+        .json();
+    let ids: Vec<&str> = list["invocations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["invocationId"].as_str())
+        .collect();
+    assert_eq!(ids, ["job-1"], "{list}");
+
+    let r = s
+        .call(
+            Method::POST,
+            "/2016-08-15/services/web/functions/hello/stateful-async-invocations/job-1/rerun",
+            Vec::new(),
+            &[],
+        )
+        .await;
+    r.assert_error(400, "InvalidArgument");
+    assert!(r.text().contains("cannot be re-run"), "{}", r.text());
+}

@@ -57,26 +57,36 @@ pub async fn invoke(
         .resolve(&scope.service, scope.qualifier(), scope.function())?;
     match kind {
         InvocationType::Sync => Ok(invoke_sync(&app, &resolved, &headers, body).await),
-        InvocationType::Async => invoke_async(&app, &resolved, &headers, body).await,
+        InvocationType::Async => {
+            check_async_size(&app, body.len())?;
+            invoke_async(&app, &resolved, &headers, body, "event").await
+        }
     }
+}
+
+/// FC's async payload limit (128 KB).
+pub(super) fn check_async_size(app: &SharedState, len: usize) -> ApiResult<()> {
+    if len > app.limits.async_payload {
+        return Err(ApiError::too_large(format!(
+            "async invocation payload is {len} bytes; the limit is {}",
+            app.limits.async_payload
+        )));
+    }
+    Ok(())
 }
 
 /// Async: stored as a task before the 202. In task mode (the function's
 /// `statefulInvocation`, or the per-call `X-Fc-Stateful-Async-Invocation-Enable`)
 /// the task is visible through the task API under its id.
-async fn invoke_async(
+/// `kind` is the task kind: `event`, or `http` for a recorded request to an
+/// HTTP function.
+pub(super) async fn invoke_async(
     app: &SharedState,
     resolved: &ResolvedFunction,
     headers: &HeaderMap,
     body: Bytes,
+    kind: &str,
 ) -> ApiResult<Response> {
-    if body.len() > app.limits.async_payload {
-        return Err(ApiError::too_large(format!(
-            "async invocation payload is {} bytes; the limit is {}",
-            body.len(),
-            app.limits.async_payload
-        )));
-    }
     let spec = &resolved.function.spec;
     let policy = app.scheduler.policy(&resolved.service, &spec.name, &resolved.qualifier);
     let stateful = match header_str(headers, "x-fc-stateful-async-invocation-enable") {
@@ -94,7 +104,7 @@ async fn invoke_async(
             qualifier: resolved.qualifier.clone(),
             invocation_id: id,
             stateful,
-            kind: "event".into(),
+            kind: kind.into(),
             payload: body,
             request_id: current_request_id(),
             detail: "accepted".into(),

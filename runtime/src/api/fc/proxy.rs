@@ -16,12 +16,13 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 
 use super::Scope;
-use super::invoke::{InvocationType, invocation_type};
+use super::invoke::{InvocationType, check_async_size, invocation_type};
 use crate::api::auth::{self, AuthError};
 use crate::api::error::current_request_id;
 use crate::api::{ApiError, ApiResult, AppState, SharedState};
-use crate::engine::{GuestKind, HttpBodyError, InvocationContext, InvokeError, StopHandle};
+use crate::engine::{GuestKind, HttpBodyError, InvocationContext, InvokeError, RecordedRequest, StopHandle};
 use crate::registry::ResolvedFunction;
+use crate::scheduler::HTTP_KIND;
 
 /// FC's limit for an HTTP trigger's request body.
 const MAX_REQUEST_BODY: usize = 32 << 20;
@@ -33,7 +34,7 @@ pub async fn serve(State(app): State<SharedState>, scope: Scope, req: Request) -
     }
 }
 
-async fn serve_request(app: &AppState, scope: Scope, req: Request) -> ApiResult<Response> {
+async fn serve_request(app: &SharedState, scope: Scope, req: Request) -> ApiResult<Response> {
     let function = scope.function().to_string();
     let trigger = app
         .registry
@@ -63,9 +64,7 @@ async fn serve_request(app: &AppState, scope: Scope, req: Request) -> ApiResult<
         )));
     }
     if invocation_type(req.headers())? == InvocationType::Async {
-        return Err(ApiError::invalid(
-            "asynchronous HTTP-trigger invocations are not supported yet; call without X-Fc-Invocation-Type: Async",
-        ));
+        return invoke_async(app, &resolved, req).await;
     }
     if let Some(len) = req
         .headers()
@@ -82,14 +81,44 @@ async fn serve_request(app: &AppState, scope: Scope, req: Request) -> ApiResult<
     Ok(invoke(app, &resolved, guest_request).await)
 }
 
-/// The request as the guest sees it: the path after `/{function}` (still
-/// percent-encoded, as on the wire), the query, every header, and the body
-/// streaming within [`MAX_REQUEST_BODY`].
-fn guest_request(
-    req: Request,
-) -> ApiResult<http::Request<impl hyper::body::Body<Data = bytes::Bytes, Error = HttpBodyError> + Send + 'static>> {
-    let (mut parts, body) = req.into_parts();
-    let raw = parts.uri.path();
+/// `X-Fc-Invocation-Type: Async`: the request (body within the async
+/// payload limit) is recorded and becomes a task, answered 202 with the
+/// task id when the function is in task mode. HTTP-function tasks cannot be
+/// re-run.
+async fn invoke_async(app: &SharedState, resolved: &ResolvedFunction, req: Request) -> ApiResult<Response> {
+    let (parts, body) = req.into_parts();
+    let body = match http_body_util::Limited::new(body, app.limits.async_payload)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            return Err(ApiError::too_large(format!(
+                "async invocation payload is larger than the {}-byte limit",
+                app.limits.async_payload
+            )));
+        }
+        Err(e) => return Err(ApiError::invalid(format!("cannot read request body: {e}"))),
+    };
+    check_async_size(app, body.len())?;
+    let recorded = RecordedRequest {
+        method: parts.method.to_string(),
+        path_with_query: sub_path_with_query(&parts.uri),
+        headers: parts
+            .headers
+            .iter()
+            .filter(|(k, _)| *k != axum::http::header::AUTHORIZATION)
+            .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect(),
+        body,
+    };
+    super::invoke::invoke_async(app, resolved, &parts.headers, recorded.encode(), HTTP_KIND).await
+}
+
+/// The path after `/{function}` (still percent-encoded, as on the wire),
+/// with the query.
+fn sub_path_with_query(uri: &Uri) -> String {
+    let raw = uri.path();
     // `{service}` and `{function}` are single segments; what follows is the
     // function's own path.
     let rest = raw.strip_prefix(super::PROXY_PREFIX).unwrap_or(raw);
@@ -97,10 +126,20 @@ fn guest_request(
         Some(p) => format!("/{p}"),
         None => "/".to_string(),
     };
-    let path_and_query = match parts.uri.query() {
+    match uri.query() {
         Some(q) => format!("{sub_path}?{q}"),
         None => sub_path,
-    };
+    }
+}
+
+/// The request as the guest sees it: the path after `/{function}` (still
+/// percent-encoded, as on the wire), the query, every header, and the body
+/// streaming within [`MAX_REQUEST_BODY`].
+fn guest_request(
+    req: Request,
+) -> ApiResult<http::Request<impl hyper::body::Body<Data = bytes::Bytes, Error = HttpBodyError> + Send + 'static>> {
+    let (mut parts, body) = req.into_parts();
+    let path_and_query = sub_path_with_query(&parts.uri);
     let authority = parts
         .headers
         .get(axum::http::header::HOST)

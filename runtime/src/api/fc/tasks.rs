@@ -161,7 +161,7 @@ pub async fn stop(State(app): State<SharedState>, scope: Scope) -> ApiResult<Res
 /// new task with the same payload and a new id.
 pub async fn rerun(State(app): State<SharedState>, scope: Scope) -> ApiResult<Response> {
     let row = load(&app, &scope, true).await?;
-    if row.kind == "http" {
+    if row.kind == crate::scheduler::HTTP_KIND {
         return Err(ApiError::invalid(
             "tasks of HTTP functions cannot be re-run: the request they carried is not replayable (as in FC)",
         ));

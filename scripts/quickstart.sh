@@ -49,9 +49,20 @@ deploy memhog  "$W2/memhog.wasm"  '{"memorySize":64}'
 deploy fail    "$W2/fail.wasm"
 deploy trap    "$W2/trap.wasm"
 deploy echo    "$W1/echo-wasi.wasm"
+# HTTP functions (wasi:http components) answer on their HTTP trigger.
+deploy http-hello "$W2/http_hello.wasm"
+deploy http-echo  "$W2/http_echo.wasm"
+for f in http-hello http-echo; do
+    curl -sf -o /dev/null -X POST "$BASE/services/examples/functions/$f/triggers" \
+        -H 'content-type: application/json' \
+        -d '{"triggerName":"web","triggerType":"http","triggerConfig":{"authType":"anonymous","methods":["GET","POST","PUT"]}}' || true
+done
 
 echo "==> first invocation: POST $BASE/services/examples/functions/hello/invocations -d 'wasmfc'"
 curl -s -D - -X POST "$BASE/services/examples/functions/hello/invocations" -d 'wasmfc' | grep -iE '^(x-fc-|HTTP/)|^Hello'
+echo
+echo "==> an HTTP function: GET $BASE/proxy/examples/http-hello/greet?name=wasmfc"
+curl -s "$BASE/proxy/examples/http-hello/greet?name=wasmfc"
 echo
 echo "wasmfc is serving on http://${LISTEN} (log: $DATA/server.log). Ctrl-C to stop."
 wait $PID

@@ -7,9 +7,7 @@
 
 use std::io::Write as _;
 
-use wasip2::http::types::{
-    Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
-};
+use wasip2::http::types::{Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam};
 
 wasip2::http::proxy::export!(HttpHello);
 

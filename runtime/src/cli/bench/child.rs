@@ -52,6 +52,16 @@ impl ChildServer {
         })
     }
 
+    /// A server process started elsewhere (e.g. `wasmtime serve`),
+    /// listening on `addr`.
+    pub fn external(process: tokio::process::Child, addr: SocketAddr) -> ChildServer {
+        ChildServer {
+            process,
+            addr,
+            _data_dir: None,
+        }
+    }
+
     /// A client for the FC API of this server (no credentials: it listens
     /// on loopback only).
     pub fn client(&self) -> FcClient {

@@ -46,6 +46,16 @@ impl LoadResult {
         self.ok as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON)
     }
 
+    /// Adds another measurement of the same target (rounds of an
+    /// alternating comparison).
+    pub fn merge(&mut self, other: LoadResult) {
+        self.ok += other.ok;
+        self.errors += other.errors;
+        self.first_error = self.first_error.take().or(other.first_error);
+        self.elapsed += other.elapsed;
+        let _ = self.latency_us.add(&other.latency_us);
+    }
+
     /// The result, or an error if any request failed: figures from a run
     /// with failures would mislead.
     pub fn checked(self, what: &str) -> anyhow::Result<LoadResult> {

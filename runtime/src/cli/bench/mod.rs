@@ -6,7 +6,9 @@
 //! - `invoke`: in-process invocation latency (engine only, no HTTP);
 //! - `http`: sync InvokeFunction over HTTP beside a plain axum hello world;
 //! - `tasks`: task mode — accepted/s, completed/s, Stop latency;
-//! - `starts`: cold / warm / provisioned / fresh-upload starts.
+//! - `starts`: cold / warm / provisioned / fresh-upload starts;
+//! - `wasi-http`: a wasi:http component behind an HTTP trigger beside the
+//!   same component under `wasmtime serve`.
 
 mod child;
 mod http;
@@ -15,6 +17,7 @@ mod load;
 mod report;
 mod starts;
 mod tasks;
+mod wasi_http;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -40,6 +43,9 @@ pub enum Benchmark {
     /// Cold, warm, provisioned and fresh-upload starts over HTTP, beside a
     /// plain axum route; memory of provisioned instances; an SVG chart.
     Starts(starts::StartsArgs),
+    /// The same wasi:http component served by wasmfc (HTTP trigger) and by
+    /// `wasmtime serve`, under one load generator.
+    WasiHttp(wasi_http::WasiHttpArgs),
     /// The axum hello-world the `http` benchmark compares against.
     #[command(hide = true)]
     BaselineServer {
@@ -67,7 +73,13 @@ impl CommonArgs {
         } else {
             "wasm32-wasip2"
         };
-        self.guests.join(target).join("release").join(format!("{name}.wasm"))
+        // Cargo names a cdylib's file with underscores, a binary's as is.
+        let file = if target == "wasm32-wasip2" {
+            name.replace('-', "_")
+        } else {
+            name.to_string()
+        };
+        self.guests.join(target).join("release").join(format!("{file}.wasm"))
     }
 }
 
@@ -78,6 +90,7 @@ impl BenchCommand {
             Benchmark::Http(args) => http::run(args).await,
             Benchmark::Tasks(args) => tasks::run(args).await,
             Benchmark::Starts(args) => starts::run(args).await,
+            Benchmark::WasiHttp(args) => wasi_http::run(args).await,
             Benchmark::BaselineServer { listen } => child::run_baseline(listen).await,
         }
     }

@@ -105,6 +105,14 @@ impl Capture {
         }
     }
 
+    /// The last `n` bytes of the log so far, leaving it in place (for a
+    /// log tail taken while the guest may still be writing).
+    pub fn log_tail(&self, n: usize) -> Bytes {
+        let b = self.inner.lock();
+        let skip = b.log.len().saturating_sub(n);
+        Bytes::from(b.log.iter().skip(skip).copied().collect::<Vec<u8>>())
+    }
+
     fn write(&self, is_stdout: bool, bytes: &[u8]) -> Result<(), ()> {
         let mut b = self.inner.lock();
         if is_stdout && let Some(limit) = b.result.as_ref().map(|_| b.result_limit) {
@@ -212,6 +220,9 @@ mod tests {
         assert!(got.log.ends_with(b"456789ab"));
         assert!(String::from_utf8_lossy(&got.log).contains("4 earlier bytes"));
         assert!(c.take().log.is_empty(), "take leaves the buffers empty");
+        c.write(true, b"abcdef").unwrap();
+        assert_eq!(&c.log_tail(3)[..], b"def");
+        assert_eq!(&c.log_tail(100)[..], b"abcdef", "log_tail leaves the log in place");
     }
 
     #[test]

@@ -135,12 +135,15 @@ impl HttpInstance {
     /// while it writes the body, and `hold` is dropped when it is done (the
     /// caller passes what must live exactly as long as the guest, e.g. its
     /// instance permit).
+    ///
+    /// Also answers the guest's output capture, from which the caller may
+    /// take a log tail.
     pub async fn serve<B, H>(
         self,
         ctx: &InvocationContext,
         request: http::Request<B>,
         hold: H,
-    ) -> Result<http::Response<HyperOutgoingBody>, InvokeError>
+    ) -> (Result<http::Response<HyperOutgoingBody>, InvokeError>, Capture)
     where
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<HttpBodyError>,
@@ -170,16 +173,15 @@ impl HttpInstance {
 
         let internal = |e: wasmtime::Error| InvokeError::Internal(format!("preparing the request: {e:#}"));
         let (sender, receiver) = tokio::sync::oneshot::channel();
-        let incoming = store
-            .data_mut()
-            .http()
-            .new_incoming_request(Scheme::Http, request)
-            .map_err(internal)?;
-        let outparam = store
-            .data_mut()
-            .http()
-            .new_response_outparam(sender)
-            .map_err(internal)?;
+        let incoming = match store.data_mut().http().new_incoming_request(Scheme::Http, request) {
+            Ok(incoming) => incoming,
+            Err(e) => return (Err(internal(e)), capture),
+        };
+        let outparam = match store.data_mut().http().new_response_outparam(sender) {
+            Ok(outparam) => outparam,
+            Err(e) => return (Err(internal(e)), capture),
+        };
+        let log = capture.clone();
 
         let pre = self.pre;
         let task_ctx = ctx.clone();
@@ -194,7 +196,7 @@ impl HttpInstance {
                     .await
             };
             let end = race(run, &task_ctx.stop, task_ctx.deadline).await;
-            let log = capture.take().log;
+            let log = capture.log_tail(usize::MAX);
             let result = match end {
                 CallEnd::Returned(Ok(())) => Ok(()),
                 CallEnd::Returned(Err(e)) => Err(classify(&e, &task_ctx, &store.data().limiter, false, &log)),
@@ -207,7 +209,7 @@ impl HttpInstance {
             result
         });
 
-        match receiver.await {
+        let response = match receiver.await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(code)) => Err(InvokeError::Handled(format!(
                 "the function answered with an error: {code:?}"
@@ -221,7 +223,8 @@ impl HttpInstance {
                 Ok(Err(e)) => Err(e),
                 Err(e) => Err(InvokeError::Internal(format!("the guest task failed: {e}"))),
             },
-        }
+        };
+        (response, log)
     }
 }
 

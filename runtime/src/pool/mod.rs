@@ -25,7 +25,7 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::engine::{
-    Engine, GuestInstance, HttpBodyError, HttpInstance, HyperOutgoingBody, InstanceSettings, Invocation,
+    Capture, Engine, GuestInstance, HttpBodyError, HttpInstance, HyperOutgoingBody, InstanceSettings, Invocation,
     InvocationContext, InvokeError, Prepared, RecordedRequest, collect_response,
 };
 use crate::registry::{CodeDir, FunctionEntry, ResolvedFunction};
@@ -188,6 +188,8 @@ pub struct HttpServed {
     pub start: StartKind,
     pub instance_id: String,
     pub response: Result<http::Response<HyperOutgoingBody>, InvokeError>,
+    /// The guest's output so far (a log tail may be taken from it).
+    pub log: Option<Capture>,
 }
 
 /// The outcome of a pooled invocation.
@@ -311,20 +313,27 @@ impl Pool {
                     start: StartKind::Cold,
                     instance_id: String::new(),
                     response: Err(e),
+                    log: None,
                 };
             }
         };
         let start = lease.start;
         match lease.into_http() {
-            Ok((instance, hold)) => HttpServed {
-                start,
-                instance_id: instance.id().to_string(),
-                response: instance.serve(ctx, request, hold).await,
-            },
+            Ok((instance, hold)) => {
+                let instance_id = instance.id().to_string();
+                let (response, log) = instance.serve(ctx, request, hold).await;
+                HttpServed {
+                    start,
+                    instance_id,
+                    response,
+                    log: Some(log),
+                }
+            }
             Err((instance_id, e)) => HttpServed {
                 start,
                 instance_id,
                 response: Err(e),
+                log: None,
             },
         }
     }
@@ -699,7 +708,7 @@ impl Lease {
                 Err((id, e)) => (Err(e), id),
                 Ok((instance, hold)) => {
                     let id = instance.id().to_string();
-                    let result = match instance.serve(ctx, request, hold).await {
+                    let result = match instance.serve(ctx, request, hold).await.0 {
                         Ok(response) => collect_response(response).await,
                         Err(e) => Err(e),
                     };

@@ -50,6 +50,26 @@ async fn requests_reach_the_component_and_its_response_comes_back() {
         assert_eq!(body["query"], "x=1&status=201");
         assert_eq!(body["headers"]["x-custom"], "v1");
     }
+    // X-Fc-Log-Type: Tail returns what the guest logged before answering.
+    let r = s
+        .call(
+            Method::GET,
+            "/2016-08-15/proxy/web/hello/logged",
+            Vec::new(),
+            &[("x-fc-log-type", "Tail")],
+        )
+        .await;
+    let tail = r.header("x-fc-log-result").expect("X-Fc-Log-Result");
+    use base64::Engine as _;
+    let tail = base64::engine::general_purpose::STANDARD
+        .decode(tail)
+        .expect("base64 log");
+    assert!(
+        String::from_utf8_lossy(&tail).contains("http-hello: GET /logged"),
+        "{}",
+        String::from_utf8_lossy(&tail)
+    );
+
     let root = s.get("/2016-08-15/proxy/web/hello").await;
     assert_eq!(root.status, StatusCode::OK, "{}", root.text());
     assert_eq!(root.json()["path"], "/");

@@ -77,8 +77,13 @@ async fn serve_request(app: &SharedState, scope: Scope, req: Request) -> ApiResu
             "request body is {len} bytes; HTTP triggers accept at most {MAX_REQUEST_BODY}"
         )));
     }
+    let tail = req
+        .headers()
+        .get("x-fc-log-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("tail"));
     let guest_request = guest_request(req)?;
-    Ok(invoke(app, &resolved, guest_request).await)
+    Ok(invoke(app, &resolved, guest_request, tail).await)
 }
 
 /// `X-Fc-Invocation-Type: Async`: the request (body within the async
@@ -161,6 +166,7 @@ async fn invoke(
     app: &AppState,
     resolved: &ResolvedFunction,
     request: http::Request<impl hyper::body::Body<Data = bytes::Bytes, Error = HttpBodyError> + Send + 'static>,
+    log_tail: bool,
 ) -> Response {
     let spec = &resolved.function.spec;
     let ctx = InvocationContext::new(
@@ -205,6 +211,12 @@ async fn invoke(
     }
     set("x-fc-invocation-service-version", &resolved.version_label());
     set("x-fc-start-type", served.start.as_str());
+    // What the guest logged before it answered (FC's last 4 KB).
+    if log_tail && let Some(log) = &served.log {
+        use base64::Engine as _;
+        let tail = base64::engine::general_purpose::STANDARD.encode(log.log_tail(4096));
+        set("x-fc-log-result", &tail);
+    }
     resp
 }
 

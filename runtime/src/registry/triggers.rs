@@ -5,10 +5,12 @@
 //! types are event sources (OSS, timers, queues) this server does not
 //! have, so creating one is a 400 rather than a trigger that never fires.
 
+use std::collections::BTreeMap;
+
 use http::Method;
 use serde_json::{Map, Value, json};
 
-use super::{Fields, ListQuery, Page, Registry, RegistryError, Result, check_if_match, iso_now, names};
+use super::{Fields, ListQuery, Page, Registry, RegistryError, Result, ServiceEntry, check_if_match, iso_now, names};
 use crate::store::RegistryChange;
 
 /// Methods an HTTP trigger may list.
@@ -112,6 +114,22 @@ fn http_config(mut config: Map<String, Value>) -> Result<Map<String, Value>> {
     Ok(config)
 }
 
+/// The triggers of `function` (none yet: `None`); FunctionNotFound when
+/// the function does not exist.
+fn triggers_of<'a>(
+    s: &'a ServiceEntry,
+    service: &str,
+    function: &str,
+) -> Result<Option<&'a BTreeMap<String, Map<String, Value>>>> {
+    if !s.functions.contains_key(function) {
+        return Err(RegistryError::FunctionNotFound {
+            service: service.into(),
+            function: function.into(),
+        });
+    }
+    Ok(s.triggers.get(function))
+}
+
 impl Registry {
     fn check_trigger_qualifier(&self, service: &str, function: &str, qualifier: &str) -> Result<()> {
         self.resolve(service, Some(qualifier), function).map(|_| ())
@@ -187,14 +205,7 @@ impl Registry {
 
     pub fn get_trigger(&self, service: &str, function: &str, name: &str) -> Result<Map<String, Value>> {
         self.service_entry(service, |s| {
-            if !s.functions.contains_key(function) {
-                return Err(RegistryError::FunctionNotFound {
-                    service: service.into(),
-                    function: function.into(),
-                });
-            }
-            s.triggers
-                .get(function)
+            triggers_of(s, service, function)?
                 .and_then(|t| t.get(name))
                 .cloned()
                 .ok_or_else(|| RegistryError::TriggerNotFound {
@@ -259,13 +270,7 @@ impl Registry {
 
     pub fn list_triggers(&self, service: &str, function: &str, q: &ListQuery) -> Result<Page> {
         self.service_entry(service, |s| {
-            if !s.functions.contains_key(function) {
-                return Err(RegistryError::FunctionNotFound {
-                    service: service.into(),
-                    function: function.into(),
-                });
-            }
-            let triggers = s.triggers.get(function);
+            let triggers = triggers_of(s, service, function)?;
             q.page(triggers.into_iter().flatten().map(|(k, v)| (k.clone(), v.clone())))
         })
     }
@@ -275,14 +280,7 @@ impl Registry {
     pub fn http_trigger(&self, service: &str, function: &str, qualifier: Option<&str>) -> Result<HttpTrigger> {
         let qualifier = qualifier.filter(|q| !q.is_empty()).unwrap_or("LATEST");
         self.service_entry(service, |s| {
-            if !s.functions.contains_key(function) {
-                return Err(RegistryError::FunctionNotFound {
-                    service: service.into(),
-                    function: function.into(),
-                });
-            }
-            s.triggers
-                .get(function)
+            triggers_of(s, service, function)?
                 .into_iter()
                 .flat_map(|t| t.values())
                 .filter(|doc| doc.get("qualifier").and_then(Value::as_str).unwrap_or("LATEST") == qualifier)

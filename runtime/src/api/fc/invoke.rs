@@ -127,18 +127,7 @@ async fn invoke_sync(app: &SharedState, resolved: &ResolvedFunction, headers: &H
         ))
         .into_response();
     }
-    let spec = &resolved.function.spec;
-    let ctx = InvocationContext::new(
-        current_request_id(),
-        resolved.service.clone(),
-        spec.name.clone(),
-        resolved.qualifier.clone(),
-        resolved.version_label(),
-        std::time::Duration::from_secs(spec.timeout_s),
-        None,
-        0,
-        StopHandle::new(),
-    );
+    let ctx = request_context(resolved);
     // `X-Wasmfc-Start: cold` (our extension, for benchmarks and debugging)
     // skips idle instances and reloads the compiled code from its on-disk
     // artifact: what the first invocation after a restart or a scale to zero
@@ -152,6 +141,23 @@ async fn invoke_sync(app: &SharedState, resolved: &ResolvedFunction, headers: &H
     app.metrics.record_invocation(resolved, &outcome);
     let tail = header_str(headers, "x-fc-log-type").is_some_and(|v| v.eq_ignore_ascii_case("tail"));
     render(resolved, &outcome, tail)
+}
+
+/// The context of a synchronous request (InvokeFunction or an HTTP
+/// trigger): this request's id, the function's timeout, no task.
+pub(super) fn request_context(resolved: &ResolvedFunction) -> InvocationContext {
+    let spec = &resolved.function.spec;
+    InvocationContext::new(
+        current_request_id(),
+        resolved.service.clone(),
+        spec.name.clone(),
+        resolved.qualifier.clone(),
+        resolved.version_label(),
+        std::time::Duration::from_secs(spec.timeout_s),
+        None,
+        0,
+        StopHandle::new(),
+    )
 }
 
 fn render(resolved: &ResolvedFunction, outcome: &PooledInvocation, tail: bool) -> Response {

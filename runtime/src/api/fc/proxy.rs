@@ -16,11 +16,10 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 
 use super::Scope;
-use super::invoke::{InvocationType, check_async_size, invocation_type};
+use super::invoke::{InvocationType, check_async_size, invocation_type, request_context};
 use crate::api::auth::{self, AuthError};
-use crate::api::error::current_request_id;
 use crate::api::{ApiError, ApiResult, AppState, SharedState};
-use crate::engine::{GuestKind, HttpBodyError, InvocationContext, InvokeError, RecordedRequest, StopHandle};
+use crate::engine::{GuestKind, HttpBodyError, InvokeError, RecordedRequest};
 use crate::registry::ResolvedFunction;
 use crate::scheduler::HTTP_KIND;
 
@@ -169,17 +168,7 @@ async fn invoke(
     log_tail: bool,
 ) -> Response {
     let spec = &resolved.function.spec;
-    let ctx = InvocationContext::new(
-        current_request_id(),
-        resolved.service.clone(),
-        spec.name.clone(),
-        resolved.qualifier.clone(),
-        resolved.version_label(),
-        std::time::Duration::from_secs(spec.timeout_s),
-        None,
-        0,
-        StopHandle::new(),
-    );
+    let ctx = request_context(resolved);
     let served = app.pool.serve_http(resolved, &ctx, request).await;
     let mut resp = match served.response {
         Ok(resp) => {

@@ -14,6 +14,8 @@
 //! Returning `Err` reports a *handled* error (`HandledInvocationError`); a
 //! panic traps and is reported as an *unhandled* one.
 
+pub mod orchestration;
+
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({

@@ -10,6 +10,7 @@
 //!    request's signature before anything else happens.
 
 pub mod auth;
+mod durable;
 pub mod error;
 mod fc;
 
@@ -58,6 +59,7 @@ pub struct AppState {
     pub registry: Registry,
     pub pool: Pool,
     pub scheduler: Scheduler,
+    pub durable: crate::durable::Durable,
     pub autoscaler: crate::provision::Autoscaler,
     pub engine: Engine,
     pub metrics: Arc<Metrics>,
@@ -77,6 +79,7 @@ pub fn router(state: SharedState) -> Router {
         .nest("/2021-04-06", fc_routes)
         .merge(fc::download_routes())
         .merge(fc::proxy_routes())
+        .merge(durable::routes())
         .route("/metrics", axum::routing::get(crate::metrics::render))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -167,6 +167,15 @@ impl ServeCommand {
             },
         )
         .context("starting the scheduler")?;
+        let durable = crate::durable::Durable::start(
+            store.clone(),
+            registry.clone(),
+            engine.clone(),
+            registry.code_dir().clone(),
+            scheduler.clone(),
+            concurrency.max(8),
+        )
+        .context("starting the orchestration engine")?;
         let autoscaler = crate::provision::Autoscaler::start(
             registry.clone(),
             pool.clone(),
@@ -180,6 +189,7 @@ impl ServeCommand {
             registry,
             pool,
             scheduler,
+            durable,
             autoscaler,
             engine,
             metrics,

@@ -77,6 +77,10 @@ pub(super) enum PreparedTarget {
     Http {
         pre: wasmtime_wasi_http::p2::bindings::ProxyPre<HttpState>,
     },
+    Orchestrator {
+        pre: wasmtime::component::InstancePre<super::orchestrator::OrchestratorState>,
+        indices: super::orchestrator::bindings::exports::wasmfc::function::orchestrator::GuestIndices,
+    },
 }
 
 impl PreparedTarget {
@@ -90,6 +94,7 @@ pub(super) fn link(
     module_linker: &wasmtime::Linker<CommandState>,
     component_linker: &wasmtime::component::Linker<ComponentState>,
     http_linker: &wasmtime::component::Linker<HttpState>,
+    orchestrator_linker: &wasmtime::component::Linker<super::orchestrator::OrchestratorState>,
     compiled: Compiled,
 ) -> Result<(GuestKind, PreparedTarget), EngineError> {
     match compiled {
@@ -115,6 +120,10 @@ pub(super) fn link(
             })?;
             Ok((GuestKind::HttpComponent, PreparedTarget::Http { pre }))
         }
+        Compiled::Component(component) if super::orchestrator::exports_orchestrator(&component) => Ok((
+            GuestKind::Orchestrator,
+            super::orchestrator::prepare(orchestrator_linker, &component)?,
+        )),
         Compiled::Component(component) => {
             let pre = component_linker
                 .instantiate_pre(&component)
@@ -184,7 +193,7 @@ pub struct CommandInstance {
 }
 
 /// How a guest call ended, before classification.
-pub(super) enum CallEnd<T> {
+pub(crate) enum CallEnd<T> {
     Returned(wasmtime::Result<T>),
     Stopped,
     TimedOut,
@@ -192,7 +201,7 @@ pub(super) enum CallEnd<T> {
 
 /// Runs `call` until it returns, the stop handle fires, or the deadline
 /// passes; the latter two drop (cancel) the call.
-pub(super) async fn race<T>(
+pub(crate) async fn race<T>(
     call: impl Future<Output = wasmtime::Result<T>>,
     stop: &StopHandle,
     deadline: Instant,
@@ -208,7 +217,7 @@ pub(super) async fn race<T>(
 /// Classifies a failed call. Order matters: a stop or deadline interrupt
 /// surfaces as a trap, and so does an allocation failure after a refused
 /// memory growth.
-pub(super) fn classify(
+pub(crate) fn classify(
     err: &wasmtime::Error,
     ctx: &InvocationContext,
     limiter: &MemoryLimiter,
@@ -273,6 +282,11 @@ impl GuestInstance {
                 prepared: prepared.clone(),
                 settings,
             })),
+            PreparedTarget::Orchestrator { .. } => Err(InvokeError::Handled(
+                "this function is an orchestrator: start it through the orchestration API \
+                 (POST /runtime/webhooks/durabletask/orchestrators/{name})"
+                    .into(),
+            )),
             PreparedTarget::Http { pre } => Ok(GuestInstance::Http(HttpInstance {
                 id: new_instance_id(),
                 engine: engine.clone(),

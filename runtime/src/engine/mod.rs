@@ -26,12 +26,14 @@ mod instance;
 mod interrupt;
 mod invocation;
 mod limits;
+mod orchestrator;
 
 pub use capture::{Capture, Captured};
 pub use http::{HttpBodyError, HttpInstance, RecordedRequest, collect_response};
 pub use instance::{GuestInstance, InstanceSettings};
 pub use interrupt::StopHandle;
 pub use invocation::{Invocation, InvocationContext, InvokeError};
+pub use orchestrator::{ActivityCall, Interrupt, Journal, RetryPolicy, RunEnd, RunOutcome, RunSettings};
 pub use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use std::path::PathBuf;
@@ -56,6 +58,9 @@ pub enum GuestKind {
     Command,
     /// A `wasi:http/proxy` component: an HTTP function.
     HttpComponent,
+    /// A component exporting `wasmfc:function/orchestrator`: run through
+    /// the orchestration API, never invoked directly.
+    Orchestrator,
 }
 
 impl GuestKind {
@@ -64,6 +69,7 @@ impl GuestKind {
             GuestKind::EventComponent => "event-component",
             GuestKind::Command => "command",
             GuestKind::HttpComponent => "http-component",
+            GuestKind::Orchestrator => "orchestrator",
         }
     }
 
@@ -159,6 +165,7 @@ struct EngineInner {
     module_linker: wasmtime::Linker<CommandState>,
     component_linker: wasmtime::component::Linker<ComponentState>,
     http_linker: wasmtime::component::Linker<http::HttpState>,
+    orchestrator_linker: wasmtime::component::Linker<orchestrator::OrchestratorState>,
     artifacts: ArtifactCache,
     prepared: DashMap<String, Arc<OnceCell<Arc<Prepared>>>>,
     config: EngineConfig,
@@ -222,6 +229,9 @@ impl Engine {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut http_linker)
             .map_err(|e| EngineError::Config(format!("{e:#}")))?;
 
+        let mut orchestrator_linker = wasmtime::component::Linker::new(&wasmtime);
+        orchestrator::add_to_linker(&mut orchestrator_linker)?;
+
         std::fs::create_dir_all(&config.cache_dir)?;
         let artifacts = ArtifactCache::new(&wasmtime, config.cache_dir.clone());
 
@@ -240,6 +250,7 @@ impl Engine {
                 module_linker,
                 component_linker,
                 http_linker,
+                orchestrator_linker,
                 artifacts,
                 prepared: DashMap::new(),
                 config,
@@ -341,6 +352,7 @@ impl Engine {
             &inner.module_linker,
             &inner.component_linker,
             &inner.http_linker,
+            &inner.orchestrator_linker,
             compiled,
         )?;
         Ok(Prepared {

@@ -768,6 +768,24 @@ impl Registry {
         })
     }
 
+    /// The LATEST function named `name` in every service that has one
+    /// (orchestrators are started by function name alone).
+    pub fn find_functions_named(&self, name: &str) -> Vec<ResolvedFunction> {
+        let state = self.inner.state.read();
+        state
+            .services
+            .iter()
+            .filter_map(|(service, s)| {
+                s.functions.get(name).map(|f| ResolvedFunction {
+                    service: service.clone(),
+                    function: f.clone(),
+                    qualifier: "LATEST".into(),
+                    version: None,
+                })
+            })
+            .collect()
+    }
+
     // ---- versions ------------------------------------------------------
 
     pub async fn publish_version(&self, service: &str, body: &Fields) -> Result<Map<String, Value>> {

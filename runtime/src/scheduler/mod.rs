@@ -81,10 +81,28 @@ struct QueuedTask {
     /// The payload is a recorded HTTP request for an HTTP function
     /// (kind [`HTTP_KIND`]), not an event.
     http: bool,
+    /// An orchestration's activity (kind [`ACTIVITY_KIND`]): never retried
+    /// here (the orchestration's retry policy decides), no destinations,
+    /// and its outcome goes to the activity listener.
+    activity: bool,
 }
 
 /// The task kind of an async invocation through an HTTP trigger.
 pub const HTTP_KIND: &str = "http";
+/// The task kind of an orchestration's activity call.
+pub const ACTIVITY_KIND: &str = "activity";
+
+/// A finished activity task, as the orchestration engine hears of it.
+#[derive(Debug, Clone)]
+pub struct ActivityOutcome {
+    pub invocation_id: String,
+    pub state: TaskState,
+    pub result: Option<Bytes>,
+    pub error: String,
+}
+
+/// Called with every activity task that reaches a terminal state.
+pub type ActivityListener = Arc<dyn Fn(ActivityOutcome) + Send + Sync>;
 
 impl QueuedTask {
     fn from_row(row: &TaskRow) -> QueuedTask {
@@ -99,6 +117,7 @@ impl QueuedTask {
             attempts: row.attempts,
             state: row.status,
             http: row.kind == HTTP_KIND,
+            activity: row.kind == ACTIVITY_KIND,
         }
     }
 
@@ -226,6 +245,7 @@ struct Inner {
     /// Stop handles of tasks between dequeue and completion, by seq.
     running: DashMap<i64, StopHandle>,
     stats: SchedulerStats,
+    activity_listener: std::sync::OnceLock<ActivityListener>,
 }
 
 /// How long a task waits for an instance: as long as it takes (it can be
@@ -253,6 +273,7 @@ impl Scheduler {
                 wake: Notify::new(),
                 running: DashMap::new(),
                 stats: SchedulerStats::default(),
+                activity_listener: std::sync::OnceLock::new(),
             }),
         };
         let recovered = scheduler.inner.store.active_tasks()?;
@@ -300,6 +321,7 @@ impl Scheduler {
         };
         let created_ms = crate::util::now_ms();
         let http = s.kind == HTTP_KIND;
+        let activity = s.kind == ACTIVITY_KIND;
         let task = NewTask {
             service: s.service.clone(),
             function: s.function.clone(),
@@ -329,8 +351,48 @@ impl Scheduler {
             attempts: 0,
             state: TaskState::Enqueued,
             http,
+            activity,
         });
         Ok((seq, id))
+    }
+
+    /// Sets who hears of finished activity tasks (the orchestration engine).
+    pub fn set_activity_listener(&self, listener: ActivityListener) {
+        let _ = self.inner.activity_listener.set(listener);
+    }
+
+    /// Queues a task another store write inserted (an orchestration commit
+    /// inserts its activity tasks in its own transaction).
+    pub fn enqueue_inserted(&self, seq: i64, task: &NewTask) {
+        self.inner.stats.submitted.fetch_add(1, Ordering::Relaxed);
+        self.enqueue(QueuedTask {
+            seq,
+            service: task.service.clone(),
+            function: task.function.clone(),
+            qualifier: task.qualifier.clone(),
+            invocation_id: task.invocation_id.clone(),
+            request_id: task.request_id.clone(),
+            created_ms: task.created_ms,
+            attempts: 0,
+            state: TaskState::Enqueued,
+            http: task.kind == HTTP_KIND,
+            activity: task.kind == ACTIVITY_KIND,
+        });
+    }
+
+    /// Tells the activity listener about a task that just finished.
+    fn activity_finished(&self, row: &TaskRow) {
+        if row.kind != ACTIVITY_KIND || !row.status.is_terminal() {
+            return;
+        }
+        if let Some(listener) = self.inner.activity_listener.get() {
+            listener(ActivityOutcome {
+                invocation_id: row.invocation_id.clone(),
+                state: row.status,
+                result: row.result.clone(),
+                error: row.error.clone(),
+            });
+        }
     }
 
     fn enqueue(&self, t: QueuedTask) {
@@ -375,6 +437,7 @@ impl Scheduler {
                     if let Some(applied) = self.inner.store.transition(t).await? {
                         self.signal(current.seq);
                         self.count_finished(Stopped);
+                        self.activity_finished(&applied.row);
                         return Ok(StopOutcome::Stopped(applied.row));
                     }
                 }
@@ -563,8 +626,10 @@ impl Scheduler {
                         ..Default::default()
                     },
                 );
-                if let Ok(Some(_)) = store.transition(tr).await {
+                if let Ok(Some(mut applied)) = store.transition(tr).await {
                     self.count_finished(Invalid);
+                    applied.row.error = format!("cannot run: {e}");
+                    self.activity_finished(&applied.row);
                 }
                 return;
             }
@@ -661,7 +726,15 @@ impl Scheduler {
     /// Records an attempt's outcome (and the destination delivery).
     async fn complete(&self, t: QueuedTask, outcome: PooledInvocation) {
         use TaskState::*;
-        let policy = self.policy(&t.service, &t.function, &t.qualifier);
+        let policy = if t.activity {
+            AsyncPolicy {
+                stateful: true,
+                max_retries: 0,
+                ..AsyncPolicy::default()
+            }
+        } else {
+            self.policy(&t.service, &t.function, &t.qualifier)
+        };
         let inv = outcome.invocation;
         let mut update = TaskUpdate {
             duration_ms: Some(inv.duration.as_millis() as i64),
@@ -673,6 +746,10 @@ impl Scheduler {
         }
         let attempt = t.attempts + 1;
         let mut retry_at = None;
+        let (outcome_result, outcome_error) = match &inv.result {
+            Ok(out) => (Some(out.clone()), String::new()),
+            Err(e) => (None, e.to_string()),
+        };
         let (target, detail, follow_up) = match &inv.result {
             Ok(out) => {
                 update.result = Some(out.clone());
@@ -729,6 +806,10 @@ impl Scheduler {
                     self.retry_later(next, delay);
                 } else if applied.state.is_terminal() {
                     self.count_finished(applied.state);
+                    let mut row = applied.row.clone();
+                    row.result = outcome_result;
+                    row.error = outcome_error;
+                    self.activity_finished(&row);
                 }
                 if let (Some(seq), Some(f)) = (applied.follow_up_seq, follow_task) {
                     self.inner.stats.submitted.fetch_add(1, Ordering::Relaxed);
@@ -743,6 +824,7 @@ impl Scheduler {
                         attempts: 0,
                         state: Enqueued,
                         http: false,
+                        activity: false,
                     });
                 }
             }
@@ -944,6 +1026,7 @@ mod tests {
             attempts: 0,
             state: TaskState::Enqueued,
             http: false,
+            activity: false,
         }
     }
 

@@ -12,9 +12,13 @@
 //! the writer). Other modules see domain operations only (`registry.rs`,
 //! `tasks.rs`); SQL stays in this module.
 
+mod durable;
 mod registry;
 mod tasks;
 
+pub use durable::{
+    Committed, Control, ControlOutcome, NewOrchestration, OrchFilter, OrchRow, RunCommit, TimerRow, Undelivered,
+};
 pub use registry::{RegistryChange, RegistryRows};
 pub use tasks::{Applied, FollowUp, NewTask, TaskFilter, TaskPage, TaskRow, TaskUpdate, Transition};
 
@@ -80,6 +84,7 @@ struct Inner {
 
 const SCHEMA: &str = include_str!("schema.sql");
 const TASK_SCHEMA: &str = include_str!("task_schema.sql");
+const DURABLE_SCHEMA: &str = include_str!("durable_schema.sql");
 /// Most writes that one transaction carries; bounds commit latency.
 const MAX_BATCH: usize = 2048;
 
@@ -98,6 +103,7 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(TASK_SCHEMA)?;
+        conn.execute_batch(DURABLE_SCHEMA)?;
 
         let (tx, rx) = mpsc::channel::<Box<dyn WriteJob>>();
         std::thread::Builder::new()

@@ -215,7 +215,7 @@ fn append_event(c: &Connection, seq: i64, event_id: i64, event_type: &str, ts: i
     Ok(())
 }
 
-fn insert(c: &Connection, t: &NewTask) -> Result<i64> {
+pub(super) fn insert(c: &Connection, t: &NewTask) -> Result<i64> {
     let inserted = c.prepare_cached(
         "INSERT INTO tasks(service, function, qualifier, invocation_id, stateful, kind, status, payload, request_id, created_ms, events)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'Enqueued', ?7, ?8, ?9, 1)",

@@ -1,0 +1,31 @@
+//! `fan-out`: the Durable Functions "fan-out/fan-in" sample. Calls the
+//! `square` activity for 1..=n at once and returns the sum of the results.
+//!
+//! Input: `n` or `{"n": n}` (default 10).
+
+use serde_json::Value;
+use wasmfc_guest::orchestration::{Activity, Orchestration};
+
+fn run(o: &Orchestration, input: String) -> Result<String, String> {
+    let value = match serde_json::from_str::<Value>(&input) {
+        Ok(Value::String(inner)) => serde_json::from_str(&inner).unwrap_or(Value::Null),
+        Ok(v) => v,
+        Err(_) => Value::Null,
+    };
+    let n = value
+        .as_u64()
+        .or_else(|| value.get("n").and_then(Value::as_u64))
+        .unwrap_or(10);
+    let calls: Vec<Activity> = (1..=n).map(|i| Activity::new("square", i.to_string())).collect();
+    let mut sum: i64 = 0;
+    for (i, result) in o.call_functions(&calls).into_iter().enumerate() {
+        let out = result.map_err(|e| format!("square({}) failed: {e}", i + 1))?;
+        sum += out
+            .trim()
+            .parse::<i64>()
+            .map_err(|e| format!("square({}) returned {out}: {e}", i + 1))?;
+    }
+    Ok(sum.to_string())
+}
+
+wasmfc_guest::export_orchestrator!(run);

@@ -1,0 +1,849 @@
+//! Orchestration persistence: instance rows, their history (journal),
+//! durable timers. Each operation decides against the stored row inside the
+//! writer's transaction, like task transitions, so a terminate racing a run's
+//! commit resolves to one legal history.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::tasks::insert as insert_task;
+use super::{NewTask, Result, Store, StoreError};
+use crate::durable::history::{HistoryEvent, Recorded};
+use crate::durable::model::RuntimeStatus;
+
+/// A stored instance.
+#[derive(Debug, Clone)]
+pub struct OrchRow {
+    pub rid: i64,
+    pub instance_id: String,
+    pub name: String,
+    pub service: String,
+    pub function: String,
+    pub wasm_sha256: String,
+    pub memory_mb: u64,
+    pub timeout_s: u64,
+    pub version: String,
+    pub generation: u32,
+    pub status: RuntimeStatus,
+    pub input: Option<String>,
+    pub output: Option<String>,
+    pub custom_status: Option<String>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub next_seq: i64,
+    pub pending: bool,
+}
+
+const COLUMNS: &str = "rid, instance_id, name, service, function, wasm_sha256, memory_mb, timeout_s, version, \
+     generation, status, input, output, custom_status, created_ms, updated_ms, next_seq, pending";
+
+fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrchRow> {
+    let status: String = r.get(10)?;
+    Ok(OrchRow {
+        rid: r.get(0)?,
+        instance_id: r.get(1)?,
+        name: r.get(2)?,
+        service: r.get(3)?,
+        function: r.get(4)?,
+        wasm_sha256: r.get(5)?,
+        memory_mb: r.get::<_, i64>(6)? as u64,
+        timeout_s: r.get::<_, i64>(7)? as u64,
+        version: r.get(8)?,
+        generation: r.get::<_, i64>(9)? as u32,
+        status: RuntimeStatus::parse(&status).unwrap_or(RuntimeStatus::Failed),
+        input: r.get(11)?,
+        output: r.get(12)?,
+        custom_status: r.get(13)?,
+        created_ms: r.get(14)?,
+        updated_ms: r.get(15)?,
+        next_seq: r.get(16)?,
+        pending: r.get::<_, i64>(17)? != 0,
+    })
+}
+
+/// An instance to start.
+#[derive(Debug, Clone)]
+pub struct NewOrchestration {
+    pub instance_id: String,
+    pub name: String,
+    pub service: String,
+    pub function: String,
+    pub wasm_sha256: String,
+    pub memory_mb: u64,
+    pub timeout_s: u64,
+    pub version: String,
+    pub input: Option<String>,
+    pub now_ms: i64,
+}
+
+/// What one orchestrator run leaves behind.
+#[derive(Debug, Clone)]
+pub struct RunCommit {
+    pub rid: i64,
+    pub generation: u32,
+    /// `next_seq` when the run loaded the history: anything appended since
+    /// means the orchestrator must run again.
+    pub loaded_seq: i64,
+    pub now_ms: i64,
+    pub events: Vec<HistoryEvent>,
+    /// Set when the run ended the execution (Completed, Failed).
+    pub finished: Option<(RuntimeStatus, Option<String>)>,
+    pub custom_status: Option<String>,
+    /// Activity tasks to insert with the events.
+    pub tasks: Vec<NewTask>,
+    /// Timers to arm: (step, fire time).
+    pub timers: Vec<(u32, i64)>,
+    /// Start over with this input and an empty history.
+    pub continue_as_new: Option<String>,
+}
+
+/// The result of a committed run.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    /// Run the orchestrator again (more arrived, or it continued as new).
+    pub run_again: bool,
+    /// The activity tasks inserted, with their seq.
+    pub tasks: Vec<(i64, NewTask)>,
+    pub generation: u32,
+}
+
+/// Instance operations from the API.
+#[derive(Debug, Clone)]
+pub enum Control {
+    Terminate(String),
+    Suspend(String),
+    Resume(String),
+    Rewind(String),
+}
+
+/// What an operation found.
+#[derive(Debug, Clone)]
+pub enum ControlOutcome {
+    NotFound,
+    /// The instance has finished (410).
+    Gone(RuntimeStatus),
+    /// The operation is not legal in this status (500 per the spec).
+    WrongState(RuntimeStatus),
+    /// Applied; the row afterwards and the tasks a rewind inserted.
+    Done(Box<OrchRow>, Vec<(i64, NewTask)>),
+}
+
+/// List filters (`GET /instances`).
+#[derive(Debug, Clone, Default)]
+pub struct OrchFilter {
+    pub created_from_ms: Option<i64>,
+    pub created_to_ms: Option<i64>,
+    pub statuses: Vec<RuntimeStatus>,
+    pub id_prefix: Option<String>,
+    pub limit: usize,
+    /// Keyset cursor: (created_ms, instance_id) of the last row returned.
+    pub after: Option<(i64, String)>,
+}
+
+/// A due timer.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TimerRow {
+    pub fire_ms: i64,
+    pub rid: i64,
+    pub generation: u32,
+    pub step: u32,
+}
+
+/// An activity that finished while no one could deliver its result (the
+/// process died in between): found at recovery.
+#[derive(Debug, Clone)]
+pub struct Undelivered {
+    pub rid: i64,
+    pub generation: u32,
+    pub task_id: String,
+    pub event: HistoryEvent,
+}
+
+fn step_of(e: &HistoryEvent) -> Option<u32> {
+    match e {
+        HistoryEvent::TaskScheduled { step, .. }
+        | HistoryEvent::TaskCompleted { step, .. }
+        | HistoryEvent::TaskFailed { step, .. }
+        | HistoryEvent::TimerCreated { step, .. }
+        | HistoryEvent::TimerFired { step, .. }
+        | HistoryEvent::EventWaitStarted { step, .. }
+        | HistoryEvent::ClockRead { step, .. } => Some(*step),
+        _ => None,
+    }
+}
+
+/// Appends events at the row's `next_seq` and advances it.
+fn append(c: &Connection, rid: i64, next_seq: &mut i64, ts: i64, events: &[HistoryEvent]) -> Result<()> {
+    let mut stmt = c.prepare_cached(
+        "INSERT INTO orchestration_history(rid, seq, event_type, ts_ms, step, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for e in events {
+        let body = serde_json::to_string(e)?;
+        stmt.execute(params![rid, *next_seq, e.type_name(), ts, step_of(e), body])?;
+        *next_seq += 1;
+    }
+    Ok(())
+}
+
+fn get_row(c: &Connection, where_: &str, key: &dyn rusqlite::ToSql) -> Result<Option<OrchRow>> {
+    Ok(
+        c.prepare_cached(&format!("SELECT {COLUMNS} FROM orchestrations WHERE {where_}"))?
+            .query_row([key], row_from)
+            .optional()?,
+    )
+}
+
+fn load_history(c: &Connection, rid: i64) -> Result<Vec<Recorded>> {
+    let mut stmt =
+        c.prepare_cached("SELECT seq, ts_ms, body FROM orchestration_history WHERE rid = ?1 ORDER BY seq")?;
+    let rows = stmt.query_map([rid], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, ts_ms, body) = row?;
+        out.push(Recorded {
+            seq,
+            ts_ms,
+            event: serde_json::from_str(&body)?,
+        });
+    }
+    Ok(out)
+}
+
+fn clear_execution(c: &Connection, rid: i64) -> Result<()> {
+    c.prepare_cached("DELETE FROM orchestration_history WHERE rid = ?1")?
+        .execute([rid])?;
+    c.prepare_cached("DELETE FROM orchestration_timers WHERE rid = ?1")?
+        .execute([rid])?;
+    Ok(())
+}
+
+fn insert_tasks(c: &Connection, tasks: Vec<NewTask>) -> Result<Vec<(i64, NewTask)>> {
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        match insert_task(c, &t) {
+            Ok(seq) => out.push((seq, t)),
+            // Already scheduled by an earlier commit: exactly once.
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+impl Store {
+    /// Creates an instance (or replaces a finished one with that id). A
+    /// non-finished instance with the id → `Err(Conflict)` with the
+    /// extension's message.
+    pub async fn orch_start(&self, o: NewOrchestration) -> Result<OrchRow> {
+        self.write(move |c| {
+            let existing = get_row(c, "instance_id = ?1", &o.instance_id)?;
+            let rid = match existing {
+                Some(row) if !row.status.is_terminal() => {
+                    return Err(StoreError::Conflict(format!(
+                        "An Orchestration instance with the status {} already exists.",
+                        row.status.as_str()
+                    )));
+                }
+                Some(row) => {
+                    clear_execution(c, row.rid)?;
+                    c.prepare_cached(
+                        "UPDATE orchestrations SET name = ?2, service = ?3, function = ?4, wasm_sha256 = ?5, memory_mb = ?6,
+                         timeout_s = ?7, version = ?8, generation = generation + 1, status = 'Pending', input = ?9,
+                         output = NULL, custom_status = NULL, created_ms = ?10, updated_ms = ?10, next_seq = 0, pending = 1
+                         WHERE rid = ?1",
+                    )?
+                    .execute(params![
+                        row.rid,
+                        o.name,
+                        o.service,
+                        o.function,
+                        o.wasm_sha256,
+                        o.memory_mb as i64,
+                        o.timeout_s as i64,
+                        o.version,
+                        o.input,
+                        o.now_ms
+                    ])?;
+                    row.rid
+                }
+                None => {
+                    c.prepare_cached(
+                        "INSERT INTO orchestrations(instance_id, name, service, function, wasm_sha256, memory_mb, timeout_s,
+                         version, status, input, created_ms, updated_ms, pending)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'Pending', ?9, ?10, ?10, 1)",
+                    )?
+                    .execute(params![
+                        o.instance_id,
+                        o.name,
+                        o.service,
+                        o.function,
+                        o.wasm_sha256,
+                        o.memory_mb as i64,
+                        o.timeout_s as i64,
+                        o.version,
+                        o.input,
+                        o.now_ms
+                    ])?;
+                    c.last_insert_rowid()
+                }
+            };
+            let mut next = 0;
+            append(
+                c,
+                rid,
+                &mut next,
+                o.now_ms,
+                &[HistoryEvent::ExecutionStarted {
+                    name: o.name.clone(),
+                    input: o.input.clone(),
+                }],
+            )?;
+            c.prepare_cached("UPDATE orchestrations SET next_seq = ?2 WHERE rid = ?1")?
+                .execute(params![rid, next])?;
+            get_row(c, "rid = ?1", &rid)?.ok_or_else(|| StoreError::Conflict("instance vanished".into()))
+        })
+        .await
+    }
+
+    pub async fn orch_get(&self, instance_id: &str) -> Result<Option<OrchRow>> {
+        let id = instance_id.to_string();
+        self.read(move |c| get_row(c, "instance_id = ?1", &id)).await
+    }
+
+    /// The instance and its history, read together.
+    pub async fn orch_load(&self, rid: i64) -> Result<Option<(OrchRow, Vec<Recorded>)>> {
+        self.read(move |c| {
+            let Some(row) = get_row(c, "rid = ?1", &rid)? else {
+                return Ok(None);
+            };
+            let history = load_history(c, rid)?;
+            Ok(Some((row, history)))
+        })
+        .await
+    }
+
+    pub async fn orch_history(&self, rid: i64) -> Result<Vec<Recorded>> {
+        self.read(move |c| load_history(c, rid)).await
+    }
+
+    /// Marks a Pending instance Running (its first run has begun).
+    pub async fn orch_mark_running(&self, rid: i64, now_ms: i64) -> Result<()> {
+        self.write(move |c| {
+            c.prepare_cached(
+                "UPDATE orchestrations SET status = 'Running', updated_ms = ?2 WHERE rid = ?1 AND status = 'Pending'",
+            )?
+            .execute(params![rid, now_ms])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records a run's outcome; `None` when the instance moved on meanwhile
+    /// (terminated, suspended, restarted) and the run no longer counts.
+    pub async fn orch_commit(&self, run: RunCommit) -> Result<Option<Committed>> {
+        self.write(move |c| {
+            let Some(row) = get_row(c, "rid = ?1", &run.rid)? else {
+                return Ok(None);
+            };
+            if row.generation != run.generation
+                || !matches!(row.status, RuntimeStatus::Running | RuntimeStatus::Pending)
+            {
+                return Ok(None);
+            }
+            let mut next = row.next_seq;
+            let arrived_meanwhile = row.next_seq > run.loaded_seq;
+            append(c, run.rid, &mut next, run.now_ms, &run.events)?;
+            let custom = run.custom_status.or(row.custom_status);
+            if let Some(input) = run.continue_as_new {
+                clear_execution(c, run.rid)?;
+                let generation = row.generation + 1;
+                let mut next = 0;
+                append(
+                    c,
+                    run.rid,
+                    &mut next,
+                    run.now_ms,
+                    &[HistoryEvent::ExecutionStarted {
+                        name: row.name.clone(),
+                        input: Some(input.clone()),
+                    }],
+                )?;
+                c.prepare_cached(
+                    "UPDATE orchestrations SET generation = ?2, status = 'Running', input = ?3, output = NULL,
+                     custom_status = ?4, updated_ms = ?5, next_seq = ?6, pending = 1 WHERE rid = ?1",
+                )?
+                .execute(params![run.rid, generation, input, custom, run.now_ms, next])?;
+                return Ok(Some(Committed {
+                    run_again: true,
+                    tasks: Vec::new(),
+                    generation,
+                }));
+            }
+            let tasks = insert_tasks(c, run.tasks)?;
+            {
+                let mut stmt = c.prepare_cached(
+                    "INSERT OR IGNORE INTO orchestration_timers(rid, generation, step, fire_ms) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for (step, fire) in &run.timers {
+                    stmt.execute(params![run.rid, run.generation, step, fire])?;
+                }
+            }
+            let (status, output, pending) = match &run.finished {
+                Some((status, output)) => {
+                    c.prepare_cached("DELETE FROM orchestration_timers WHERE rid = ?1")?
+                        .execute([run.rid])?;
+                    (*status, output.clone(), false)
+                }
+                None => (RuntimeStatus::Running, None, arrived_meanwhile),
+            };
+            c.prepare_cached(
+                "UPDATE orchestrations SET status = ?2, output = ?3, custom_status = ?4, updated_ms = ?5,
+                 next_seq = ?6, pending = ?7 WHERE rid = ?1",
+            )?
+            .execute(params![
+                run.rid,
+                status.as_str(),
+                output,
+                custom,
+                run.now_ms,
+                next,
+                pending as i64
+            ])?;
+            Ok(Some(Committed {
+                run_again: pending,
+                tasks,
+                generation: run.generation,
+            }))
+        })
+        .await
+    }
+
+    /// Appends an activity outcome or a fired timer to a running instance;
+    /// `Some(runnable)` when it was recorded (`runnable`: not suspended).
+    /// Duplicates (a result delivered twice, a timer already fired, a
+    /// stale attempt) are dropped.
+    pub async fn orch_deliver(
+        &self,
+        rid: i64,
+        generation: u32,
+        task_id: Option<String>,
+        event: HistoryEvent,
+        now_ms: i64,
+    ) -> Result<Option<bool>> {
+        self.write(move |c| {
+            let Some(row) = get_row(c, "rid = ?1", &rid)? else {
+                return Ok(None);
+            };
+            if row.generation != generation || row.status.is_terminal() {
+                return Ok(None);
+            }
+            match &event {
+                HistoryEvent::TimerFired { step, .. } => {
+                    let removed = c
+                        .prepare_cached(
+                            "DELETE FROM orchestration_timers WHERE rid = ?1 AND generation = ?2 AND step = ?3",
+                        )?
+                        .execute(params![rid, generation, step])?;
+                    if removed == 0 {
+                        return Ok(None);
+                    }
+                }
+                HistoryEvent::TaskCompleted { step, .. } | HistoryEvent::TaskFailed { step, .. } => {
+                    let last: Option<(String, String)> = c
+                        .prepare_cached(
+                            "SELECT event_type, body FROM orchestration_history WHERE rid = ?1 AND step = ?2
+                             ORDER BY seq DESC LIMIT 1",
+                        )?
+                        .query_row(params![rid, step], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()?;
+                    let open = match last {
+                        Some((t, body)) if t == "TaskScheduled" => match serde_json::from_str::<HistoryEvent>(&body)? {
+                            HistoryEvent::TaskScheduled { task_id: scheduled, .. } => {
+                                task_id.as_deref().is_none_or(|t| t == scheduled)
+                            }
+                            _ => false,
+                        },
+                        _ => false,
+                    };
+                    if !open {
+                        return Ok(None);
+                    }
+                }
+                _ => {}
+            }
+            let mut next = row.next_seq;
+            append(c, rid, &mut next, now_ms, std::slice::from_ref(&event))?;
+            c.prepare_cached("UPDATE orchestrations SET next_seq = ?2, pending = 1, updated_ms = ?3 WHERE rid = ?1")?
+                .execute(params![rid, next, now_ms])?;
+            Ok(Some(row.status != RuntimeStatus::Suspended))
+        })
+        .await
+    }
+
+    /// Schedules another attempt of a failed activity step (retry policy).
+    pub async fn orch_retry(
+        &self,
+        rid: i64,
+        generation: u32,
+        event: HistoryEvent,
+        task: NewTask,
+        now_ms: i64,
+    ) -> Result<Option<(i64, NewTask)>> {
+        self.write(move |c| {
+            let Some(row) = get_row(c, "rid = ?1", &rid)? else {
+                return Ok(None);
+            };
+            if row.generation != generation || row.status.is_terminal() {
+                return Ok(None);
+            }
+            let mut next = row.next_seq;
+            append(c, rid, &mut next, now_ms, std::slice::from_ref(&event))?;
+            c.prepare_cached("UPDATE orchestrations SET next_seq = ?2, updated_ms = ?3 WHERE rid = ?1")?
+                .execute(params![rid, next, now_ms])?;
+            Ok(insert_tasks(c, vec![task])?.pop())
+        })
+        .await
+    }
+
+    /// Raises an event: `Err(NotFound)`-like outcomes as [`ControlOutcome`].
+    pub async fn orch_raise(
+        &self,
+        instance_id: &str,
+        name: String,
+        data: String,
+        now_ms: i64,
+    ) -> Result<ControlOutcome> {
+        let id = instance_id.to_string();
+        self.write(move |c| {
+            let Some(row) = get_row(c, "instance_id = ?1", &id)? else {
+                return Ok(ControlOutcome::NotFound);
+            };
+            if row.status.is_terminal() {
+                return Ok(ControlOutcome::Gone(row.status));
+            }
+            let mut next = row.next_seq;
+            append(
+                c,
+                row.rid,
+                &mut next,
+                now_ms,
+                &[HistoryEvent::EventRaised { name, input: data }],
+            )?;
+            c.prepare_cached("UPDATE orchestrations SET next_seq = ?2, pending = 1, updated_ms = ?3 WHERE rid = ?1")?
+                .execute(params![row.rid, next, now_ms])?;
+            let row = get_row(c, "rid = ?1", &row.rid)?.unwrap_or(row);
+            Ok(ControlOutcome::Done(Box::new(row), Vec::new()))
+        })
+        .await
+    }
+
+    /// Terminate, suspend, resume or rewind. `rewind_task` builds the task
+    /// of a failed step's new attempt: (row, step, activity, input, attempt).
+    pub async fn orch_control<F>(
+        &self,
+        instance_id: &str,
+        op: Control,
+        now_ms: i64,
+        rewind_task: F,
+    ) -> Result<ControlOutcome>
+    where
+        F: Fn(&OrchRow, u32, &str, &str, u32) -> NewTask + Send + 'static,
+    {
+        let id = instance_id.to_string();
+        self.write(move |c| {
+            use RuntimeStatus::*;
+            let Some(row) = get_row(c, "instance_id = ?1", &id)? else {
+                return Ok(ControlOutcome::NotFound);
+            };
+            let rewinding = matches!(op, Control::Rewind(_));
+            if row.status.is_terminal() && !(rewinding && row.status == Failed) {
+                return Ok(ControlOutcome::Gone(row.status));
+            }
+            let mut next = row.next_seq;
+            let mut tasks = Vec::new();
+            match op {
+                Control::Terminate(reason) => {
+                    append(
+                        c,
+                        row.rid,
+                        &mut next,
+                        now_ms,
+                        &[HistoryEvent::ExecutionTerminated { reason: reason.clone() }],
+                    )?;
+                    c.prepare_cached("DELETE FROM orchestration_timers WHERE rid = ?1")?
+                        .execute([row.rid])?;
+                    c.prepare_cached(
+                        "UPDATE orchestrations SET status = 'Terminated', output = ?2, next_seq = ?3, pending = 0,
+                         updated_ms = ?4 WHERE rid = ?1",
+                    )?
+                    .execute(params![
+                        row.rid,
+                        serde_json::Value::String(reason).to_string(),
+                        next,
+                        now_ms
+                    ])?;
+                }
+                Control::Suspend(reason) => {
+                    if !matches!(row.status, Running | Pending | ContinuedAsNew) {
+                        return Ok(ControlOutcome::WrongState(row.status));
+                    }
+                    append(
+                        c,
+                        row.rid,
+                        &mut next,
+                        now_ms,
+                        &[HistoryEvent::ExecutionSuspended { reason }],
+                    )?;
+                    c.prepare_cached(
+                        "UPDATE orchestrations SET status = 'Suspended', next_seq = ?2, updated_ms = ?3 WHERE rid = ?1",
+                    )?
+                    .execute(params![row.rid, next, now_ms])?;
+                }
+                Control::Resume(reason) => {
+                    if row.status != Suspended {
+                        return Ok(ControlOutcome::WrongState(row.status));
+                    }
+                    append(
+                        c,
+                        row.rid,
+                        &mut next,
+                        now_ms,
+                        &[HistoryEvent::ExecutionResumed { reason }],
+                    )?;
+                    c.prepare_cached(
+                        "UPDATE orchestrations SET status = 'Running', next_seq = ?2, pending = 1, updated_ms = ?3
+                         WHERE rid = ?1",
+                    )?
+                    .execute(params![row.rid, next, now_ms])?;
+                }
+                Control::Rewind(reason) => {
+                    if row.status != Failed {
+                        return Ok(ControlOutcome::WrongState(row.status));
+                    }
+                    // Failures become inert; failed steps get a new attempt.
+                    let history = load_history(c, row.rid)?;
+                    let mut scheduled = std::collections::HashMap::new();
+                    let mut retry = Vec::new();
+                    {
+                        let mut update = c.prepare_cached(
+                            "UPDATE orchestration_history SET event_type = 'GenericEvent', step = NULL, body = ?3
+                             WHERE rid = ?1 AND seq = ?2",
+                        )?;
+                        for rec in &history {
+                            match &rec.event {
+                                HistoryEvent::TaskScheduled {
+                                    step,
+                                    name,
+                                    input,
+                                    attempt,
+                                    ..
+                                } => {
+                                    scheduled.insert(*step, (name.clone(), input.clone(), *attempt));
+                                }
+                                HistoryEvent::TaskFailed { step, reason } => {
+                                    let body = serde_json::to_string(&HistoryEvent::GenericEvent {
+                                        data: format!("Rewound: TaskFailed (step {step}): {reason}"),
+                                    })?;
+                                    update.execute(params![row.rid, rec.seq, body])?;
+                                    if let Some(s) = scheduled.get(step) {
+                                        retry.push((*step, s.clone()));
+                                    }
+                                }
+                                HistoryEvent::ExecutionCompleted { status, result } if status == "Failed" => {
+                                    let body = serde_json::to_string(&HistoryEvent::GenericEvent {
+                                        data: format!(
+                                            "Rewound: ExecutionCompleted (Failed): {}",
+                                            result.clone().unwrap_or_default()
+                                        ),
+                                    })?;
+                                    update.execute(params![row.rid, rec.seq, body])?;
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                    append(
+                        c,
+                        row.rid,
+                        &mut next,
+                        now_ms,
+                        &[HistoryEvent::ExecutionRewound { reason }],
+                    )?;
+                    let mut new_tasks = Vec::new();
+                    for (step, (name, input, attempt)) in retry {
+                        let task = rewind_task(&row, step, &name, &input, attempt + 1);
+                        append(
+                            c,
+                            row.rid,
+                            &mut next,
+                            now_ms,
+                            &[HistoryEvent::TaskScheduled {
+                                step,
+                                name,
+                                input,
+                                task_id: task.invocation_id.clone(),
+                                attempt: attempt + 1,
+                                retry: None,
+                            }],
+                        )?;
+                        new_tasks.push(task);
+                    }
+                    tasks = insert_tasks(c, new_tasks)?;
+                    c.prepare_cached(
+                        "UPDATE orchestrations SET status = 'Running', output = NULL, next_seq = ?2, pending = 1,
+                         updated_ms = ?3 WHERE rid = ?1",
+                    )?
+                    .execute(params![row.rid, next, now_ms])?;
+                }
+            }
+            let row = get_row(c, "rid = ?1", &row.rid)?.unwrap_or(row);
+            Ok(ControlOutcome::Done(Box::new(row), tasks))
+        })
+        .await
+    }
+
+    pub async fn orch_list(&self, f: OrchFilter) -> Result<Vec<OrchRow>> {
+        self.read(move |c| {
+            let mut sql = format!("SELECT {COLUMNS} FROM orchestrations WHERE 1 = 1");
+            let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+            if let Some(from) = f.created_from_ms {
+                args.push(Box::new(from));
+                sql.push_str(&format!(" AND created_ms >= ?{}", args.len()));
+            }
+            if let Some(to) = f.created_to_ms {
+                args.push(Box::new(to));
+                sql.push_str(&format!(" AND created_ms <= ?{}", args.len()));
+            }
+            if !f.statuses.is_empty() {
+                let list: Vec<String> = f.statuses.iter().map(|s| format!("'{}'", s.as_str())).collect();
+                sql.push_str(&format!(" AND status IN ({})", list.join(",")));
+            }
+            if let Some(prefix) = &f.id_prefix {
+                args.push(Box::new(prefix.clone()));
+                sql.push_str(&format!(
+                    " AND substr(instance_id, 1, length(?{n})) = ?{n}",
+                    n = args.len()
+                ));
+            }
+            if let Some((ms, id)) = &f.after {
+                args.push(Box::new(*ms));
+                args.push(Box::new(id.clone()));
+                sql.push_str(&format!(
+                    " AND (created_ms, instance_id) > (?{}, ?{})",
+                    args.len() - 1,
+                    args.len()
+                ));
+            }
+            args.push(Box::new(f.limit as i64));
+            sql.push_str(&format!(" ORDER BY created_ms, instance_id LIMIT ?{}", args.len()));
+            let mut stmt = c.prepare(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args.iter().map(|a| a.as_ref())), row_from)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    /// Deletes instances (rows, history, timers) matching `f`, or the one
+    /// named `instance_id`; answers how many.
+    pub async fn orch_purge(&self, instance_id: Option<String>, f: OrchFilter) -> Result<usize> {
+        self.write(move |c| {
+            let rids: Vec<i64> = match instance_id {
+                Some(id) => get_row(c, "instance_id = ?1", &id)?
+                    .map(|r| r.rid)
+                    .into_iter()
+                    .collect(),
+                None => {
+                    let statuses: Vec<String> = f.statuses.iter().map(|s| format!("'{}'", s.as_str())).collect();
+                    let mut stmt = c.prepare(&format!(
+                        "SELECT rid FROM orchestrations WHERE created_ms >= ?1 AND created_ms <= ?2 AND status IN ({})",
+                        statuses.join(",")
+                    ))?;
+                    let rows = stmt.query_map(
+                        params![f.created_from_ms.unwrap_or(0), f.created_to_ms.unwrap_or(i64::MAX)],
+                        |r| r.get(0),
+                    )?;
+                    rows.collect::<rusqlite::Result<Vec<_>>>()?
+                }
+            };
+            for rid in &rids {
+                clear_execution(c, *rid)?;
+                c.prepare_cached("DELETE FROM orchestrations WHERE rid = ?1")?
+                    .execute([rid])?;
+            }
+            Ok(rids.len())
+        })
+        .await
+    }
+
+    /// Instance ids by rid (routing of activity results).
+    pub async fn orch_rid_of(&self, instance_id: &str) -> Result<Option<i64>> {
+        Ok(self.orch_get(instance_id).await?.map(|r| r.rid))
+    }
+
+    /// Startup: instances with work to do, armed timers, and finished
+    /// activities whose results were never recorded.
+    pub fn orch_recover(&self) -> Result<(Vec<i64>, Vec<TimerRow>, Vec<Undelivered>)> {
+        self.read_blocking(|c| {
+            let pending: Vec<i64> = c
+                .prepare(
+                    "SELECT rid FROM orchestrations WHERE pending = 1 AND status IN ('Pending', 'Running', 'ContinuedAsNew')",
+                )?
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let timers: Vec<TimerRow> = c
+                .prepare("SELECT fire_ms, rid, generation, step FROM orchestration_timers")?
+                .query_map([], |r| {
+                    Ok(TimerRow {
+                        fire_ms: r.get(0)?,
+                        rid: r.get(1)?,
+                        generation: r.get::<_, i64>(2)? as u32,
+                        step: r.get::<_, i64>(3)? as u32,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut stmt = c.prepare(
+                "SELECT h.rid, o.generation, h.step, json_extract(h.body, '$.TaskId'), t.status, t.result, t.error
+                 FROM orchestration_history h
+                 JOIN orchestrations o ON o.rid = h.rid
+                 JOIN tasks t ON t.service = o.service AND t.function = json_extract(h.body, '$.Name')
+                      AND t.invocation_id = json_extract(h.body, '$.TaskId')
+                 WHERE o.status IN ('Pending', 'Running', 'Suspended', 'ContinuedAsNew')
+                   AND h.event_type = 'TaskScheduled' AND t.end_ms > 0",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)? as u32,
+                    r.get::<_, i64>(2)? as u32,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, Option<Vec<u8>>>(5)?,
+                    r.get::<_, String>(6)?,
+                ))
+            })?;
+            let mut undelivered = Vec::new();
+            for row in rows {
+                let (rid, generation, step, task_id, status, result, error) = row?;
+                let event = if status == "Succeeded" {
+                    HistoryEvent::TaskCompleted {
+                        step,
+                        result: crate::durable::as_json_text(&result.unwrap_or_default()),
+                    }
+                } else {
+                    HistoryEvent::TaskFailed {
+                        step,
+                        reason: if error.is_empty() { format!("activity task ended {status}") } else { error },
+                    }
+                };
+                undelivered.push(Undelivered {
+                    rid,
+                    generation,
+                    task_id,
+                    event,
+                });
+            }
+            Ok((pending, timers, undelivered))
+        })
+    }
+}

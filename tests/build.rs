@@ -19,6 +19,10 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ("echo-wasi", "wasm32-wasip1", "ECHO_WASI"),
     ("http-hello", "wasm32-wasip2", "HTTP_HELLO"),
     ("http-echo", "wasm32-wasip2", "HTTP_ECHO"),
+    ("square", "wasm32-wasip2", "SQUARE"),
+    ("hello-sequence", "wasm32-wasip2", "HELLO_SEQUENCE"),
+    ("approval", "wasm32-wasip2", "APPROVAL"),
+    ("fan-out", "wasm32-wasip2", "FAN_OUT"),
 ];
 
 /// A wasi:http component this repository did not write: the `http-proxy`

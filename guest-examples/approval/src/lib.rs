@@ -3,7 +3,9 @@
 //! activity for whoever approved; without the event it times out to its
 //! fallback branch.
 //!
-//! Input (optional): `{"timeoutMs": 60000}` (default one hour).
+//! Input (optional): `{"timeoutMs": 60000}` (default one hour), and
+//! `"delayMs"`: first sleep that long on a durable timer (an event raised
+//! meanwhile is buffered, and the wait takes it at once).
 
 use std::time::Duration;
 
@@ -21,6 +23,10 @@ fn input_value(input: &str) -> Value {
 fn run(o: &Orchestration, input: String) -> Result<String, String> {
     let input = input_value(&input);
     let timeout_ms = input.get("timeoutMs").and_then(Value::as_u64).unwrap_or(3_600_000);
+    if let Some(delay) = input.get("delayMs").and_then(Value::as_u64) {
+        o.set_custom_status(&json!({"stage": "preparing"}).to_string());
+        o.sleep(Duration::from_millis(delay));
+    }
     o.set_custom_status(&json!({"stage": "waiting for approval", "since": o.now()}).to_string());
     match o.wait_for_event("Approval", Some(Duration::from_millis(timeout_ms))) {
         Some(data) => {

@@ -181,13 +181,27 @@ fn origin(headers: &HeaderMap) -> String {
     format!("http://{host}")
 }
 
+/// What must be escaped in a path segment of a management URL.
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'?')
+    .add(b'<')
+    .add(b'>')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
+
 /// The management ("check status") payload of an instance.
 fn management_payload(base: &str, id: &str, with_rewind: bool) -> Value {
-    let id = percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let encoded = percent_encoding::utf8_percent_encode(id, PATH_SEGMENT).to_string();
     let qs = "taskHub=wasmfc&connection=Storage";
-    let inst = format!("{base}/instances/{id}");
+    let inst = format!("{base}/instances/{encoded}");
     let mut v = json!({
-        "id": percent_encoding::percent_decode_str(&id).decode_utf8_lossy(),
+        "id": id,
         "statusQueryGetUri": format!("{inst}?{qs}"),
         "sendEventPostUri": format!("{inst}/raiseEvent/{{eventName}}?{qs}"),
         "terminatePostUri": format!("{inst}/terminate?reason={{text}}&{qs}"),

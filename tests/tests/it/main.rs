@@ -5,6 +5,7 @@ mod crash;
 mod foundation;
 mod http_functions;
 mod limits;
+mod orchestrations;
 mod pool;
 mod provision;
 mod restart;

@@ -48,3 +48,12 @@ async fn http_triggers_through_both_sdks() {
     let out = run_python("http_test.py", &s, &[]).await;
     assert!(out.contains("all checks passed"), "{out}");
 }
+
+/// The `azure-functions-durable` client needs no signature (its rpcBaseUrl
+/// is a loopback endpoint), so this server runs without credentials.
+#[tokio::test]
+async fn orchestrations_through_azure_functions_durable() {
+    let s = wasmfc_tests::Server::default().await;
+    let out = run_python("durable_test.py", &s, &[]).await;
+    assert!(out.contains("all checks passed"), "{out}");
+}

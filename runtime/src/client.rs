@@ -140,8 +140,11 @@ impl FcClient {
             return Err(ClientError::Api {
                 status,
                 code: v["ErrorCode"].as_str().unwrap_or("").to_string(),
-                message: v["ErrorMessage"]
-                    .as_str()
+                // FC errors carry ErrorMessage; the orchestration API's
+                // carry ExceptionMessage / Message.
+                message: ["ErrorMessage", "ExceptionMessage", "Message"]
+                    .iter()
+                    .find_map(|k| v[*k].as_str())
                     .map(str::to_string)
                     .unwrap_or_else(|| String::from_utf8_lossy(&reply.body).into_owned()),
             });

@@ -1,6 +1,7 @@
 //! The `wasmfc` command line.
 
 pub mod bench;
+pub mod orchestrations;
 pub mod serve;
 pub mod tasks;
 
@@ -21,6 +22,8 @@ pub enum Command {
     Serve(serve::ServeCommand),
     /// Manage tasks (stateful async invocations) on a running server.
     Tasks(tasks::TasksCommand),
+    /// Manage orchestration instances on a running server.
+    Orchestrations(orchestrations::OrchestrationsCommand),
     /// Run a benchmark (starts its own servers).
     Bench(bench::BenchCommand),
 }
@@ -30,6 +33,7 @@ impl Cli {
         match self.command {
             Command::Serve(cmd) => cmd.run().await,
             Command::Tasks(cmd) => cmd.run().await,
+            Command::Orchestrations(cmd) => cmd.run().await,
             Command::Bench(cmd) => cmd.run().await,
         }
     }

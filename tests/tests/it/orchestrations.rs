@@ -575,3 +575,53 @@ async fn waiting_orchestrations_survive_kill_9_and_run_each_activity_once() {
     payloads.dedup();
     assert_eq!(payloads.len(), N, "one distinct approver per instance");
 }
+
+/// Runs `wasmfc orchestrations …` against `s`; returns (success, stdout).
+async fn cli(s: &Server, args: &[&str]) -> (bool, String) {
+    let out = tokio::process::Command::new(wasmfc_tests::wasmfc_bin())
+        .arg("orchestrations")
+        .arg("--endpoint")
+        .arg(s.url(""))
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .await
+        .expect("running wasmfc orchestrations");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[tokio::test]
+async fn the_cli_drives_instances() {
+    let s = Server::default().await;
+    deploy(&s).await;
+    let (ok, out) = cli(&s, &["start", "hello-sequence", "--id", "cli-1", "--wait", "10"]).await;
+    assert!(ok && out.contains("Hello London!"), "{out}");
+    let (ok, out) = cli(
+        &s,
+        &[
+            "start",
+            "approval",
+            "--id",
+            "cli-2",
+            "--input",
+            r#"{"timeoutMs":600000}"#,
+        ],
+    )
+    .await;
+    assert!(ok && out.contains("started cli-2"), "{out}");
+    wait_status(&s, "cli-2", "Running").await;
+    let (ok, _) = cli(&s, &["raise", "cli-2", "Approval", r#""Eve""#]).await;
+    assert!(ok);
+    let done = wait_status(&s, "cli-2", "Completed").await;
+    assert_eq!(done["output"]["by"], "Eve");
+    let (ok, out) = cli(&s, &["--json", "list", "--status", "Completed"]).await;
+    assert!(ok);
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    let (ok, out) = cli(&s, &["status", "cli-1", "--history"]).await;
+    assert!(ok && out.contains("TaskCompleted"), "{out}");
+    let (ok, _) = cli(&s, &["terminate", "cli-1"]).await;
+    assert!(!ok, "terminating a finished instance fails");
+    let (ok, out) = cli(&s, &["purge", "cli-1"]).await;
+    assert!(ok && out.contains("instances deleted: 1"), "{out}");
+}

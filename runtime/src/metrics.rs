@@ -18,6 +18,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::api::SharedState;
+use crate::durable::Durable;
 use crate::engine::Engine;
 use crate::pool::{Pool, PooledInvocation};
 use crate::registry::ResolvedFunction;
@@ -33,7 +34,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(engine: Engine, pool: Pool, scheduler: Scheduler) -> Metrics {
+    pub fn new(engine: Engine, pool: Pool, scheduler: Scheduler, durable: Durable) -> Metrics {
         let mut registry = Registry::with_prefix("wasmfc");
         let invocations = Family::<Labels, Counter>::default();
         registry.register(
@@ -59,6 +60,7 @@ impl Metrics {
             engine,
             pool,
             scheduler,
+            durable,
         }));
         Metrics {
             registry,
@@ -101,6 +103,7 @@ struct RuntimeCollector {
     engine: Engine,
     pool: Pool,
     scheduler: Scheduler,
+    durable: Durable,
 }
 
 fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> Result<(), std::fmt::Error> {
@@ -177,6 +180,38 @@ impl Collector for RuntimeCollector {
             "tasks_in_flight",
             "Tasks dequeued or running",
             self.scheduler.in_flight() as i64,
+        )?;
+        let d = self.durable.stats();
+        for (name, help, value) in [
+            ("orchestrations_started", "Orchestration instances started", &d.started),
+            (
+                "orchestration_runs",
+                "Orchestrator runs (each replays the journal from the start)",
+                &d.runs,
+            ),
+            (
+                "orchestrations_finished",
+                "Orchestration instances that completed or failed",
+                &d.finished,
+            ),
+            (
+                "orchestration_activities_scheduled",
+                "Activity tasks scheduled by orchestrations (attempts included)",
+                &d.activities_scheduled,
+            ),
+            (
+                "orchestration_activities_completed",
+                "Activity tasks whose outcome reached their orchestration",
+                &d.activities_completed,
+            ),
+        ] {
+            counter(&mut encoder, name, help, value.load(Ordering::Relaxed))?;
+        }
+        gauge(
+            &mut encoder,
+            "orchestrations_in_memory",
+            "Orchestration instances with a run under way or queued (waiting ones are not in memory)",
+            self.durable.active_count() as i64,
         )?;
         let finished = ConstCounter::new(0u64);
         let mut family = encoder.encode_descriptor(

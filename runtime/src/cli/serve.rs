@@ -181,7 +181,12 @@ impl ServeCommand {
             pool.clone(),
             Duration::from_secs(self.provision_eval_period_secs.max(1)),
         );
-        let metrics = Arc::new(Metrics::new(engine.clone(), pool.clone(), scheduler.clone()));
+        let metrics = Arc::new(Metrics::new(
+            engine.clone(),
+            pool.clone(),
+            scheduler.clone(),
+            durable.clone(),
+        ));
         let url_secret = store
             .meta_get_or_insert("download_url_secret", || uuid::Uuid::new_v4().simple().to_string())
             .await?;

@@ -295,6 +295,10 @@ pub struct Replay {
     guid_counter: u32,
     pub custom_status: Option<String>,
     pub new_actions: Vec<NewAction>,
+    /// The activity steps the run ended waiting for, when it ended in a
+    /// `call-functions` whose results are not all in: the instance need not
+    /// run again before the last of them arrives.
+    pub waiting_for_steps: Option<HashSet<u32>>,
 }
 
 impl Replay {
@@ -313,6 +317,7 @@ impl Replay {
             guid_counter: 0,
             custom_status: None,
             new_actions: Vec::new(),
+            waiting_for_steps: None,
         };
         for rec in history {
             let step = match &rec.event {
@@ -395,13 +400,15 @@ impl Replay {
 impl Journal for Replay {
     fn call_functions(&mut self, calls: Vec<ActivityCall>) -> Result<Vec<Result<String, String>>, Interrupt> {
         let mut results = Vec::with_capacity(calls.len());
-        let mut waiting = false;
+        let mut waiting = HashSet::new();
         for call in calls {
             let step = self.take_step();
             match self.asked.get(&step) {
                 Some(Asked::Activity { name }) if *name == call.name => match self.outcomes.get(&step) {
                     Some(outcome) => results.push(outcome.clone()),
-                    None => waiting = true,
+                    None => {
+                        waiting.insert(step);
+                    }
                 },
                 Some(other) => {
                     return Err(self.diverged(step, &format!("a call of activity '{}'", call.name), other));
@@ -413,11 +420,16 @@ impl Journal for Replay {
                         input: call.input,
                         retry: call.retry.map(StoredRetry::from),
                     });
-                    waiting = true;
+                    waiting.insert(step);
                 }
             }
         }
-        if waiting { Err(Interrupt::Suspend) } else { Ok(results) }
+        if waiting.is_empty() {
+            Ok(results)
+        } else {
+            self.waiting_for_steps = Some(waiting);
+            Err(Interrupt::Suspend)
+        }
     }
 
     fn wait_for_event(&mut self, name: String, timeout_ms: Option<u64>) -> Result<Option<String>, Interrupt> {

@@ -132,12 +132,23 @@ struct Inner {
     scheduler: Scheduler,
     /// Instances with a driver task, by rid; `true`: run once more.
     active: DashMap<i64, bool>,
+    /// Activity steps an instance waits for all of (fan-in): results before
+    /// the last one are recorded without waking it. Absent: any news wakes.
+    waiting_for_steps: DashMap<i64, std::collections::HashSet<u32>>,
     runs: Arc<Semaphore>,
     timers: Mutex<BinaryHeap<Reverse<TimerRow>>>,
     timer_wake: Notify,
     /// Woken whenever an instance finishes (server-side waits).
     finished: Notify,
     stats: DurableStats,
+}
+
+impl std::fmt::Debug for Durable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Durable")
+            .field("active", &self.inner.active.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A [`Replay`] shared with the engine for one run, read back afterwards.
@@ -192,6 +203,7 @@ impl Durable {
                 code,
                 scheduler,
                 active: DashMap::new(),
+                waiting_for_steps: DashMap::new(),
                 runs: Arc::new(Semaphore::new(run_concurrency.max(1))),
                 timers: Mutex::new(BinaryHeap::new()),
                 timer_wake: Notify::new(),
@@ -236,6 +248,11 @@ impl Durable {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// Instances with a run under way or queued.
+    pub fn active_count(&self) -> usize {
+        self.inner.active.len()
     }
 
     /// Finds the orchestrator function `name` (`function` or
@@ -350,6 +367,7 @@ impl Durable {
             )
             .await?;
         if let ControlOutcome::Done(row, tasks) = &outcome {
+            self.inner.waiting_for_steps.remove(&row.rid);
             for (seq, task) in tasks {
                 self.inner.stats.activities_scheduled.fetch_add(1, Ordering::Relaxed);
                 self.inner.scheduler.enqueue_inserted(*seq, task);
@@ -564,6 +582,7 @@ impl Durable {
             });
         }
         let custom_status = replay.custom_status.as_deref().map(|s| as_json_text(s.as_bytes()));
+        let waiting_for_steps = replay.waiting_for_steps;
         let done = finished.is_some();
         let committed = self
             .inner
@@ -582,6 +601,14 @@ impl Durable {
             })
             .await?;
         let Some(committed) = committed else { return Ok(false) };
+        match waiting_for_steps {
+            Some(steps) if !done && !committed.run_again => {
+                self.inner.waiting_for_steps.insert(row.rid, steps);
+            }
+            _ => {
+                self.inner.waiting_for_steps.remove(&row.rid);
+            }
+        }
         for (seq, task) in &committed.tasks {
             self.inner.stats.activities_scheduled.fetch_add(1, Ordering::Relaxed);
             self.inner.scheduler.enqueue_inserted(*seq, task);
@@ -698,13 +725,35 @@ impl Durable {
                 .orch_deliver(rid, generation, task_id.clone(), event.clone(), crate::util::now_ms())
                 .await
             {
-                Ok(Some(true)) => return self.wake(rid),
+                Ok(Some(true)) => {
+                    if self.unblocks(rid, &event) {
+                        self.wake(rid);
+                    }
+                    return;
+                }
                 Ok(_) => return,
                 Err(e) => {
                     tracing::error!(rid, attempt, error = %e, "cannot record an orchestration event; retrying");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
+        }
+    }
+
+    /// Whether a recorded `event` may let the instance go on: false only
+    /// for an activity result while other results of its fan-in are still
+    /// out.
+    fn unblocks(&self, rid: i64, event: &HistoryEvent) -> bool {
+        let step = match event {
+            HistoryEvent::TaskCompleted { step, .. } | HistoryEvent::TaskFailed { step, .. } => *step,
+            _ => return true,
+        };
+        match self.inner.waiting_for_steps.get_mut(&rid) {
+            Some(mut outstanding) => {
+                outstanding.remove(&step);
+                outstanding.is_empty()
+            }
+            None => true,
         }
     }
 

@@ -8,12 +8,15 @@
 //! - `tasks`: task mode — accepted/s, completed/s, Stop latency;
 //! - `starts`: cold / warm / provisioned / fresh-upload starts;
 //! - `wasi-http`: a wasi:http component behind an HTTP trigger beside the
-//!   same component under `wasmtime serve`.
+//!   same component under `wasmtime serve`;
+//! - `orchestrations`: fan-out throughput beside plain tasks, and many
+//!   waiting orchestrations (memory, raise-event round trips).
 
 mod child;
 mod http;
 mod invoke;
 mod load;
+mod orchestrations;
 mod report;
 mod starts;
 mod tasks;
@@ -46,6 +49,9 @@ pub enum Benchmark {
     /// The same wasi:http component served by wasmfc (HTTP trigger) and by
     /// `wasmtime serve`, under one load generator.
     WasiHttp(wasi_http::WasiHttpArgs),
+    /// Orchestrations: fan-out activity throughput beside plain tasks;
+    /// memory and raise-event latency with many waiting instances.
+    Orchestrations(orchestrations::OrchestrationsArgs),
     /// The axum hello-world the `http` benchmark compares against.
     #[command(hide = true)]
     BaselineServer {
@@ -91,6 +97,7 @@ impl BenchCommand {
             Benchmark::Tasks(args) => tasks::run(args).await,
             Benchmark::Starts(args) => starts::run(args).await,
             Benchmark::WasiHttp(args) => wasi_http::run(args).await,
+            Benchmark::Orchestrations(args) => orchestrations::run(args).await,
             Benchmark::BaselineServer { listen } => child::run_baseline(listen).await,
         }
     }

@@ -49,6 +49,11 @@ deploy memhog  "$W2/memhog.wasm"  '{"memorySize":64}'
 deploy fail    "$W2/fail.wasm"
 deploy trap    "$W2/trap.wasm"
 deploy echo    "$W1/echo-wasi.wasm"
+deploy square  "$W2/square.wasm"
+# Orchestrators (durable workflows; activities are the functions above).
+deploy hello-sequence "$W2/hello_sequence.wasm"
+deploy approval       "$W2/approval.wasm"
+deploy fan-out        "$W2/fan_out.wasm"
 # HTTP functions (wasi:http components) answer on their HTTP trigger.
 deploy http-hello "$W2/http_hello.wasm"
 deploy http-echo  "$W2/http_echo.wasm"
@@ -63,6 +68,10 @@ curl -s -D - -X POST "$BASE/services/examples/functions/hello/invocations" -d 'w
 echo
 echo "==> an HTTP function: GET $BASE/proxy/examples/http-hello/greet?name=wasmfc"
 curl -s "$BASE/proxy/examples/http-hello/greet?name=wasmfc"
+echo
+DT="http://${LISTEN}/runtime/webhooks/durabletask"
+echo "==> an orchestration: POST $DT/orchestrators/hello-sequence (waits for the outcome)"
+curl -s -X POST "$DT/orchestrators/hello-sequence?timeout=10&pollingInterval=0.1"
 echo
 echo "wasmfc is serving on http://${LISTEN} (log: $DATA/server.log). Ctrl-C to stop."
 wait $PID

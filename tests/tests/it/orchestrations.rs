@@ -625,3 +625,52 @@ async fn the_cli_drives_instances() {
     let (ok, out) = cli(&s, &["purge", "cli-1"]).await;
     assert!(ok && out.contains("instances deleted: 1"), "{out}");
 }
+
+#[tokio::test]
+async fn continue_as_new_and_restart() {
+    let s = Server::default().await;
+    deploy(&s).await;
+    // Three rounds of 1²+2²+3², each round a new generation.
+    start(&s, "fan-out", "eternal", Some(json!({"n": 3, "rounds": 3}))).await;
+    let done = wait_status(&s, "eternal", "Completed").await;
+    assert_eq!(done["output"], 42);
+    assert_eq!(
+        done["input"],
+        json!({"n": 3, "rounds": 1, "carry": 28}),
+        "the last generation's input"
+    );
+    let history = status(&s, "eternal", "?showHistory=true").await.json()["historyEvents"].clone();
+    let completed = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["EventType"] == "TaskCompleted")
+        .count();
+    assert_eq!(completed, 3, "only the last generation's history is kept: {history}");
+
+    // Restart with the same id runs afresh on the instance's input...
+    let r = s
+        .call(
+            Method::POST,
+            &format!("{ROOT}/instances/eternal/restart?restartWithNewInstanceId=false"),
+            "",
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    assert_eq!(r.json()["id"], "eternal");
+    assert_eq!(wait_status(&s, "eternal", "Completed").await["output"], 42);
+    // ...and with a new id by default.
+    let r = s
+        .call(Method::POST, &format!("{ROOT}/instances/eternal/restart"), "", &[])
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let new_id = r.json()["id"].as_str().unwrap().to_string();
+    assert_ne!(new_id, "eternal");
+    assert_eq!(new_id.len(), 32, "a GUID in N format");
+    assert_eq!(wait_status(&s, &new_id, "Completed").await["output"], 42);
+    let r = s
+        .call(Method::POST, &format!("{ROOT}/instances/nope/restart"), "", &[])
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}

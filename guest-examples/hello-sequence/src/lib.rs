@@ -3,10 +3,14 @@
 //! and returns the three greetings.
 //!
 //! Input (optional): `{"activities": ["hello", "greet", "hello"]}` names the
-//! activity function for each city (the tests use it to make one step fail).
+//! activity function for each city (the tests use it to make one step fail),
+//! and `"attempts": n` retries each call up to n attempts in all (100 ms
+//! apart, doubling).
+
+use std::time::Duration;
 
 use serde_json::Value;
-use wasmfc_guest::orchestration::Orchestration;
+use wasmfc_guest::orchestration::{Orchestration, retry};
 
 const CITIES: [&str; 3] = ["Tokyo", "Seattle", "London"];
 
@@ -29,7 +33,11 @@ fn run(o: &Orchestration, input: String) -> Result<String, String> {
             .and_then(|a| a.get(i))
             .and_then(Value::as_str)
             .unwrap_or("hello");
-        let out = o.call_function(function, &Value::from(*city).to_string())?;
+        let event = Value::from(*city).to_string();
+        let out = match input.get("attempts").and_then(Value::as_u64) {
+            Some(n) => o.call_function_with_retry(function, &event, retry(n as u32, Duration::from_millis(100)))?,
+            None => o.call_function(function, &event)?,
+        };
         let greeting: Value = serde_json::from_str(&out).map_err(|e| format!("{function} returned non-JSON: {e}"))?;
         greetings.push(greeting);
     }

@@ -138,8 +138,8 @@ struct Inner {
     runs: Arc<Semaphore>,
     timers: Mutex<BinaryHeap<Reverse<TimerRow>>>,
     timer_wake: Notify,
-    /// Woken whenever an instance finishes (server-side waits).
-    finished: Notify,
+    /// Server-side waits, by instance id: woken when that instance finishes.
+    waiters: DashMap<String, Arc<Notify>>,
     stats: DurableStats,
 }
 
@@ -207,7 +207,7 @@ impl Durable {
                 runs: Arc::new(Semaphore::new(run_concurrency.max(1))),
                 timers: Mutex::new(BinaryHeap::new()),
                 timer_wake: Notify::new(),
-                finished: Notify::new(),
+                waiters: DashMap::new(),
                 stats: DurableStats::default(),
             }),
         };
@@ -373,7 +373,7 @@ impl Durable {
                 self.inner.scheduler.enqueue_inserted(*seq, task);
             }
             if terminating {
-                self.inner.finished.notify_waiters();
+                self.notify_finished(&row.instance_id);
                 self.stop_activities(row).await;
             } else if row.status == RuntimeStatus::Running {
                 self.wake(row.rid);
@@ -425,13 +425,31 @@ impl Durable {
         let deadline = tokio::time::Instant::now() + timeout;
         let interval = interval.clamp(Duration::from_millis(10), Duration::from_secs(1));
         loop {
-            let notified = self.inner.finished.notified();
-            let row = self.inner.store.orch_get(instance_id).await?;
+            let waiter = self
+                .inner
+                .waiters
+                .entry(instance_id.to_string())
+                .or_insert_with(|| Arc::new(Notify::new()))
+                .clone();
+            let notified = waiter.notified();
+            let row = self.inner.store.orch_get(instance_id).await;
             match &row {
-                Some(r) if !r.status.is_terminal() && tokio::time::Instant::now() < deadline => {}
-                _ => return Ok(row),
+                Ok(Some(r)) if !r.status.is_terminal() && tokio::time::Instant::now() < deadline => {}
+                _ => {
+                    // Forget the waiter unless someone else waits too.
+                    self.inner
+                        .waiters
+                        .remove_if(instance_id, |_, w| Arc::strong_count(w) <= 2);
+                    return row;
+                }
             }
             let _ = tokio::time::timeout_at(deadline.min(tokio::time::Instant::now() + interval), notified).await;
+        }
+    }
+
+    fn notify_finished(&self, instance_id: &str) {
+        if let Some((_, waiter)) = self.inner.waiters.remove(instance_id) {
+            waiter.notify_waiters();
         }
     }
 
@@ -628,7 +646,7 @@ impl Durable {
         }
         if done {
             self.inner.stats.finished.fetch_add(1, Ordering::Relaxed);
-            self.inner.finished.notify_waiters();
+            self.notify_finished(&row.instance_id);
         }
         Ok(committed.run_again)
     }

@@ -477,16 +477,28 @@ impl Scheduler {
     /// The function was deleted: its unfinished tasks become `Invalid`
     /// (they stay readable) and running ones are interrupted.
     pub async fn invalidate_function(&self, service: &str, function: &str) -> Result<usize, StoreError> {
-        let seqs = self
+        const DETAIL: &str = "the function was deleted";
+        let rows = self
             .inner
             .store
-            .invalidate_function_tasks(service, function, "the function was deleted")
+            .invalidate_function_tasks(service, function, DETAIL)
             .await?;
-        for seq in &seqs {
+        for (seq, kind, invocation_id) in &rows {
             self.signal(*seq);
             self.count_finished(TaskState::Invalid);
+            // An orchestration waiting on this activity hears that it failed.
+            if kind == ACTIVITY_KIND
+                && let Some(listener) = self.inner.activity_listener.get()
+            {
+                listener(ActivityOutcome {
+                    invocation_id: invocation_id.clone(),
+                    state: TaskState::Invalid,
+                    result: None,
+                    error: DETAIL.into(),
+                });
+            }
         }
-        Ok(seqs.len())
+        Ok(rows.len())
     }
 
     fn count_finished(&self, state: TaskState) {

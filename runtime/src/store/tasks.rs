@@ -343,16 +343,24 @@ impl Store {
         self.write(move |c| ts.into_iter().map(|t| apply(c, t)).collect()).await
     }
 
-    /// Moves every non-terminal task of a function to `Invalid`.
-    pub async fn invalidate_function_tasks(&self, service: &str, function: &str, detail: &str) -> Result<Vec<i64>> {
+    /// Moves every non-terminal task of a function to `Invalid`; answers
+    /// their (seq, kind, invocation id).
+    pub async fn invalidate_function_tasks(
+        &self,
+        service: &str,
+        function: &str,
+        detail: &str,
+    ) -> Result<Vec<(i64, String, String)>> {
         let (service, function, detail) = (service.to_string(), function.to_string(), detail.to_string());
         self.write(move |c| {
-            let mut stmt = c.prepare("SELECT seq FROM tasks WHERE end_ms = 0 AND service = ?1 AND function = ?2")?;
-            let seqs: Vec<i64> = stmt
-                .query_map(params![service, function], |r| r.get(0))?
+            let mut stmt = c.prepare(
+                "SELECT seq, kind, invocation_id FROM tasks WHERE end_ms = 0 AND service = ?1 AND function = ?2",
+            )?;
+            let rows: Vec<(i64, String, String)> = stmt
+                .query_map(params![service, function], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect::<rusqlite::Result<_>>()?;
             let now = crate::util::now_ms();
-            for seq in &seqs {
+            for (seq, _, _) in &rows {
                 let event_id: i64 = c.query_row(
                     "UPDATE tasks SET status = 'Invalid', end_ms = ?2, error = ?3, events = events + 1
                      WHERE seq = ?1 RETURNING events",
@@ -361,7 +369,7 @@ impl Store {
                 )?;
                 append_event(c, *seq, event_id, TaskState::Invalid.as_str(), now, &detail)?;
             }
-            Ok(seqs)
+            Ok(rows)
         })
         .await
     }

@@ -484,6 +484,34 @@ async fn rewind_reruns_only_the_failed_step() {
 }
 
 #[tokio::test]
+async fn a_retry_policy_reruns_a_failing_activity_before_failing_the_instance() {
+    let s = Server::default().await;
+    deploy(&s).await;
+    s.create_function(SVC, "greet", guests::FAIL, json!({})).await;
+    start(
+        &s,
+        "hello-sequence",
+        "retry-1",
+        Some(json!({"activities": ["hello", "greet", "hello"], "attempts": 3})),
+    )
+    .await;
+    let failed = wait_status(&s, "retry-1", "Failed").await;
+    assert!(failed["output"].as_str().unwrap().contains("boom"), "{failed}");
+    let greet = activity_tasks(&s, "greet").await;
+    assert_eq!(greet.len(), 3, "three attempts: {greet:?}");
+    assert!(greet.iter().all(|t| t["status"] == "Failed"));
+    // Each attempt is its own TaskScheduled; the failure is recorded once.
+    let history = status(&s, "retry-1", "?showHistory=true").await.json()["historyEvents"].clone();
+    let failures = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["EventType"] == "TaskFailed")
+        .count();
+    assert_eq!(failures, 1, "{history}");
+}
+
+#[tokio::test]
 async fn instances_stay_on_the_code_they_started_with() {
     let s = Server::default().await;
     deploy(&s).await;

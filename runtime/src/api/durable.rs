@@ -195,12 +195,14 @@ const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
     .add(b'{')
     .add(b'}');
 
-/// The management ("check status") payload of an instance.
-fn management_payload(base: &str, id: &str, with_rewind: bool) -> Value {
+/// The management ("check status") payload of an instance, as the HTTP
+/// start answers it (without `rewindPostUri`, which only the client
+/// binding's payload has).
+fn management_payload(base: &str, id: &str) -> Value {
     let encoded = percent_encoding::utf8_percent_encode(id, PATH_SEGMENT).to_string();
     let qs = "taskHub=wasmfc&connection=Storage";
     let inst = format!("{base}/instances/{encoded}");
-    let mut v = json!({
+    json!({
         "id": id,
         "statusQueryGetUri": format!("{inst}?{qs}"),
         "sendEventPostUri": format!("{inst}/raiseEvent/{{eventName}}?{qs}"),
@@ -209,11 +211,7 @@ fn management_payload(base: &str, id: &str, with_rewind: bool) -> Value {
         "restartPostUri": format!("{inst}/restart?{qs}"),
         "suspendPostUri": format!("{inst}/suspend?reason={{text}}&{qs}"),
         "resumePostUri": format!("{inst}/resume?reason={{text}}&{qs}"),
-    });
-    if with_rewind {
-        v["rewindPostUri"] = json!(format!("{inst}/rewind?reason={{text}}&{qs}"));
-    }
-    v
+    })
 }
 
 /// The status object (§3.2).
@@ -430,7 +428,7 @@ async fn check_status_or_wait(durable: &Durable, base: &str, id: &str, wait: Opt
             Err(e) => return store_error(e),
         }
     }
-    let payload = management_payload(base, id, false);
+    let payload = management_payload(base, id);
     let mut resp = json_response(StatusCode::ACCEPTED, &payload);
     if let Some(loc) = payload["statusQueryGetUri"]
         .as_str()

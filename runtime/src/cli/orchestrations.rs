@@ -168,6 +168,13 @@ fn acknowledged(id: &str, what: &str, r: Result<crate::client::Reply, ClientErro
     }
 }
 
+/// `POST instances/{id}/{op}?reason=`: terminate, rewind, suspend, resume.
+async fn operation(client: &FcClient, id: &str, op: &str, reason: &str) -> anyhow::Result<()> {
+    let path = format!("{ROOT}/instances/{}/{op}?reason={}", enc(id), enc(reason));
+    let reply = client.send(Method::POST, &path, &[], Bytes::new()).await;
+    acknowledged(id, &format!("{op} requested"), reply)
+}
+
 impl OrchestrationsCommand {
     pub async fn run(self) -> anyhow::Result<()> {
         let client = FcClient::new(&self.client);
@@ -297,38 +304,10 @@ impl OrchestrationsCommand {
                 let r = client.send(Method::POST, &path, &[], Bytes::from(data)).await;
                 acknowledged(&id, &format!("event '{event}' raised"), r)?;
             }
-            OrchestrationsAction::Terminate { id, reason } => {
-                let path = format!("{ROOT}/instances/{}/terminate?reason={}", enc(&id), enc(&reason));
-                acknowledged(
-                    &id,
-                    "terminating",
-                    client.send(Method::POST, &path, &[], Bytes::new()).await,
-                )?;
-            }
-            OrchestrationsAction::Rewind { id, reason } => {
-                let path = format!("{ROOT}/instances/{}/rewind?reason={}", enc(&id), enc(&reason));
-                acknowledged(
-                    &id,
-                    "rewinding",
-                    client.send(Method::POST, &path, &[], Bytes::new()).await,
-                )?;
-            }
-            OrchestrationsAction::Suspend { id, reason } => {
-                let path = format!("{ROOT}/instances/{}/suspend?reason={}", enc(&id), enc(&reason));
-                acknowledged(
-                    &id,
-                    "suspending",
-                    client.send(Method::POST, &path, &[], Bytes::new()).await,
-                )?;
-            }
-            OrchestrationsAction::Resume { id, reason } => {
-                let path = format!("{ROOT}/instances/{}/resume?reason={}", enc(&id), enc(&reason));
-                acknowledged(
-                    &id,
-                    "resuming",
-                    client.send(Method::POST, &path, &[], Bytes::new()).await,
-                )?;
-            }
+            OrchestrationsAction::Terminate { id, reason } => operation(&client, &id, "terminate", &reason).await?,
+            OrchestrationsAction::Rewind { id, reason } => operation(&client, &id, "rewind", &reason).await?,
+            OrchestrationsAction::Suspend { id, reason } => operation(&client, &id, "suspend", &reason).await?,
+            OrchestrationsAction::Resume { id, reason } => operation(&client, &id, "resume", &reason).await?,
             OrchestrationsAction::Purge { id, from, to, status } => {
                 let path = match (&id, &from) {
                     (Some(id), _) => format!("{ROOT}/instances/{}", enc(id)),

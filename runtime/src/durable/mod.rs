@@ -246,10 +246,6 @@ impl Durable {
         &self.inner.stats
     }
 
-    pub fn store(&self) -> &Store {
-        &self.inner.store
-    }
-
     /// Instances with a run under way or queued.
     pub fn active_count(&self) -> usize {
         self.inner.active.len()
@@ -662,7 +658,6 @@ impl Durable {
             return;
         };
         self.inner.stats.activities_completed.fetch_add(1, Ordering::Relaxed);
-        let now = crate::util::now_ms();
         let event = match outcome.state {
             TaskState::Succeeded => HistoryEvent::TaskCompleted {
                 step,
@@ -683,7 +678,6 @@ impl Durable {
                 HistoryEvent::TaskFailed { step, reason }
             }
         };
-        let _ = now;
         self.deliver(rid, generation, Some(outcome.invocation_id), event).await;
     }
 

@@ -238,42 +238,33 @@ impl Store {
     pub async fn orch_start(&self, o: NewOrchestration) -> Result<OrchRow> {
         self.write(move |c| {
             let existing = get_row(c, "instance_id = ?1", &o.instance_id)?;
-            let rid = match existing {
+            match &existing {
                 Some(row) if !row.status.is_terminal() => {
                     return Err(StoreError::Conflict(format!(
                         "An Orchestration instance with the status {} already exists.",
                         row.status.as_str()
                     )));
                 }
-                Some(row) => {
-                    clear_execution(c, row.rid)?;
-                    c.prepare_cached(
-                        "UPDATE orchestrations SET name = ?2, service = ?3, function = ?4, wasm_sha256 = ?5, memory_mb = ?6,
-                         timeout_s = ?7, version = ?8, generation = generation + 1, status = 'Pending', input = ?9,
-                         output = NULL, custom_status = NULL, created_ms = ?10, updated_ms = ?10, next_seq = 0, pending = 1
-                         WHERE rid = ?1",
-                    )?
-                    .execute(params![
-                        row.rid,
-                        o.name,
-                        o.service,
-                        o.function,
-                        o.wasm_sha256,
-                        o.memory_mb as i64,
-                        o.timeout_s as i64,
-                        o.version,
-                        o.input,
-                        o.now_ms
-                    ])?;
-                    row.rid
-                }
-                None => {
-                    c.prepare_cached(
-                        "INSERT INTO orchestrations(instance_id, name, service, function, wasm_sha256, memory_mb, timeout_s,
-                         version, status, input, created_ms, updated_ms, pending)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'Pending', ?9, ?10, ?10, 1)",
-                    )?
-                    .execute(params![
+                Some(row) => clear_execution(c, row.rid)?,
+                None => {}
+            }
+            // A finished instance with this id is replaced: same rid, next
+            // generation, fresh history.
+            let rid: i64 = c
+                .prepare_cached(
+                    "INSERT INTO orchestrations(instance_id, name, service, function, wasm_sha256, memory_mb, timeout_s,
+                     version, status, input, created_ms, updated_ms, pending)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'Pending', ?9, ?10, ?10, 1)
+                     ON CONFLICT(instance_id) DO UPDATE SET name = excluded.name, service = excluded.service,
+                       function = excluded.function, wasm_sha256 = excluded.wasm_sha256,
+                       memory_mb = excluded.memory_mb, timeout_s = excluded.timeout_s, version = excluded.version,
+                       generation = generation + 1, status = 'Pending', input = excluded.input, output = NULL,
+                       custom_status = NULL, created_ms = excluded.created_ms, updated_ms = excluded.updated_ms,
+                       next_seq = 0, pending = 1
+                     RETURNING rid",
+                )?
+                .query_row(
+                    params![
                         o.instance_id,
                         o.name,
                         o.service,
@@ -284,10 +275,9 @@ impl Store {
                         o.version,
                         o.input,
                         o.now_ms
-                    ])?;
-                    c.last_insert_rowid()
-                }
-            };
+                    ],
+                    |r| r.get(0),
+                )?;
             let mut next = 0;
             append(
                 c,
@@ -774,11 +764,6 @@ impl Store {
             Ok(rids.len())
         })
         .await
-    }
-
-    /// Instance ids by rid (routing of activity results).
-    pub async fn orch_rid_of(&self, instance_id: &str) -> Result<Option<i64>> {
-        Ok(self.orch_get(instance_id).await?.map(|r| r.rid))
     }
 
     /// Startup: instances with work to do, armed timers, and finished

@@ -49,6 +49,33 @@ async fn raise(s: &Server, id: &str, event: &str, data: Value) -> Reply {
     .await
 }
 
+/// An empty-bodied POST under the instance API root (an operation).
+async fn post(s: &Server, path: &str) -> Reply {
+    s.call(Method::POST, &format!("{ROOT}{path}"), "", &[]).await
+}
+
+/// The `EventType`s of an instance's history, in order.
+async fn event_types(s: &Server, id: &str) -> Vec<String> {
+    let history = status(s, id, "?showHistory=true").await.json()["historyEvents"].clone();
+    history
+        .as_array()
+        .unwrap_or_else(|| panic!("no history for {id}: {history}"))
+        .iter()
+        .map(|e| e["EventType"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Replaces a function's code (UpdateFunction with a new package).
+async fn replace_code(s: &Server, function: &str, guest: &str) {
+    let r = s
+        .put_json(
+            &format!("/2016-08-15/services/{SVC}/functions/{function}"),
+            json!({"code": {"zipFile": wasmfc_tests::b64(&wasmfc_tests::wasm(guest))}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+}
+
 /// Polls an instance until `done(status)` holds.
 async fn wait_until(s: &Server, id: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = tokio::time::Instant::now() + timeout;
@@ -218,13 +245,7 @@ async fn approval_waits_shows_status_times_out_and_takes_buffered_events() {
     );
     let done = wait_status(&s, "ap-3", "Completed").await;
     assert_eq!(done["output"]["by"], "Bob");
-    let history = status(&s, "ap-3", "?showHistory=true").await.json()["historyEvents"].clone();
-    let types: Vec<&str> = history
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["EventType"].as_str().unwrap())
-        .collect();
+    let types = event_types(&s, "ap-3").await;
     let raised = types.iter().position(|t| *t == "EventRaised").unwrap();
     let fired = types.iter().position(|t| *t == "TimerFired").unwrap();
     assert!(raised < fired, "the event arrived before the timer fired: {types:?}");
@@ -241,17 +262,14 @@ async fn instance_api_errors_follow_the_spec() {
     for r in [
         status(&s, "nope", "").await,
         raise(&s, "nope", "X", json!(1)).await,
-        s.call(Method::POST, &format!("{ROOT}/instances/nope/terminate"), "", &[])
-            .await,
+        post(&s, "/instances/nope/terminate").await,
         s.delete(&format!("{ROOT}/instances/nope")).await,
     ] {
         assert_eq!(r.status, StatusCode::NOT_FOUND);
         assert!(r.body.is_empty());
     }
     // Unknown routes and operations: empty 404.
-    let r = s
-        .call(Method::POST, &format!("{ROOT}/instances/nope/bogus"), "", &[])
-        .await;
+    let r = post(&s, "/instances/nope/bogus").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 
     // Bad starts: 400 with ExceptionMessage.
@@ -313,21 +331,12 @@ async fn instance_api_errors_follow_the_spec() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 
     // Rewind is for Failed instances only.
-    let r = s
-        .call(Method::POST, &format!("{ROOT}/instances/run-1/rewind"), "", &[])
-        .await;
+    let r = post(&s, "/instances/run-1/rewind").await;
     assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
 
     // Suspend keeps events; resume processes them. Literal segments match
     // case-insensitively.
-    let r = s
-        .call(
-            Method::POST,
-            &format!("{ROOT}/Instances/run-1/Suspend?reason=pause%20me"),
-            "",
-            &[],
-        )
-        .await;
+    let r = post(&s, "/Instances/run-1/Suspend?reason=pause%20me").await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     assert_eq!(
         wait_status(&s, "run-1", "Suspended").await["runtimeStatus"],
@@ -339,14 +348,7 @@ async fn instance_api_errors_follow_the_spec() {
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(status(&s, "run-1", "").await.json()["runtimeStatus"], "Suspended");
-    let r = s
-        .call(
-            Method::POST,
-            &format!("{ROOT}/instances/run-1/resume?reason=go"),
-            "",
-            &[],
-        )
-        .await;
+    let r = post(&s, "/instances/run-1/resume?reason=go").await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     let done = wait_status(&s, "run-1", "Completed").await;
     assert_eq!(done["output"]["by"], "Cy");
@@ -354,23 +356,14 @@ async fn instance_api_errors_follow_the_spec() {
     // Finished: 410 for raise, terminate, rewind.
     assert_eq!(raise(&s, "run-1", "Approval", json!(1)).await.status, StatusCode::GONE);
     for op in ["terminate", "rewind", "suspend"] {
-        let r = s
-            .call(Method::POST, &format!("{ROOT}/instances/run-1/{op}"), "", &[])
-            .await;
+        let r = post(&s, &format!("/instances/run-1/{op}")).await;
         assert_eq!(r.status, StatusCode::GONE, "{op}");
     }
 
     // Terminate: the reason becomes the output.
     start(&s, "approval", "term-1", Some(json!({"timeoutMs": 600000}))).await;
     wait_status(&s, "term-1", "Running").await;
-    let r = s
-        .call(
-            Method::POST,
-            &format!("{ROOT}/instances/term-1/terminate?reason=bye%20bye"),
-            "",
-            &[],
-        )
-        .await;
+    let r = post(&s, "/instances/term-1/terminate?reason=bye%20bye").await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     let done = wait_status(&s, "term-1", "Terminated").await;
     assert_eq!(done["output"], "bye bye");
@@ -433,27 +426,12 @@ async fn rewind_reruns_only_the_failed_step() {
     .await;
     let failed = wait_status(&s, "rw-1", "Failed").await;
     assert!(failed["output"].as_str().unwrap().contains("boom"), "{failed}");
-    let r = s
-        .call(Method::POST, &format!("{ROOT}/instances/rw-1/terminate"), "", &[])
-        .await;
+    let r = post(&s, "/instances/rw-1/terminate").await;
     assert_eq!(r.status, StatusCode::GONE);
 
     // Fix the function, rewind: the failed step runs again, nothing else.
-    let r = s
-        .put_json(
-            &format!("/2016-08-15/services/{SVC}/functions/greet"),
-            json!({"code": {"zipFile": wasmfc_tests::b64(&wasmfc_tests::wasm(guests::HELLO))}}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    let r = s
-        .call(
-            Method::POST,
-            &format!("{ROOT}/instances/rw-1/rewind?reason=fixed+it"),
-            "",
-            &[],
-        )
-        .await;
+    replace_code(&s, "greet", guests::HELLO).await;
+    let r = post(&s, "/instances/rw-1/rewind?reason=fixed+it").await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     let done = wait_status(&s, "rw-1", "Completed").await;
     assert_eq!(
@@ -470,15 +448,9 @@ async fn rewind_reruns_only_the_failed_step() {
         states.contains(&"Failed") && states.contains(&"Succeeded"),
         "{states:?}"
     );
-    let history = status(&s, "rw-1", "?showHistory=true").await.json()["historyEvents"].clone();
-    let types: Vec<&str> = history
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["EventType"].as_str().unwrap())
-        .collect();
+    let types = event_types(&s, "rw-1").await;
     assert!(
-        types.contains(&"ExecutionRewound") && types.contains(&"GenericEvent"),
+        types.iter().any(|t| t == "ExecutionRewound") && types.iter().any(|t| t == "GenericEvent"),
         "{types:?}"
     );
 }
@@ -501,14 +473,9 @@ async fn a_retry_policy_reruns_a_failing_activity_before_failing_the_instance() 
     assert_eq!(greet.len(), 3, "three attempts: {greet:?}");
     assert!(greet.iter().all(|t| t["status"] == "Failed"));
     // Each attempt is its own TaskScheduled; the failure is recorded once.
-    let history = status(&s, "retry-1", "?showHistory=true").await.json()["historyEvents"].clone();
-    let failures = history
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["EventType"] == "TaskFailed")
-        .count();
-    assert_eq!(failures, 1, "{history}");
+    let types = event_types(&s, "retry-1").await;
+    let failures = types.iter().filter(|t| *t == "TaskFailed").count();
+    assert_eq!(failures, 1, "{types:?}");
 }
 
 #[tokio::test]
@@ -518,13 +485,7 @@ async fn instances_stay_on_the_code_they_started_with() {
     start(&s, "approval", "pin-1", Some(json!({"timeoutMs": 600000}))).await;
     wait_status(&s, "pin-1", "Running").await;
     // New code under the same name: a different orchestrator altogether.
-    let r = s
-        .put_json(
-            &format!("/2016-08-15/services/{SVC}/functions/approval"),
-            json!({"code": {"zipFile": wasmfc_tests::b64(&wasmfc_tests::wasm(guests::HELLO_SEQUENCE))}}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    replace_code(&s, "approval", guests::HELLO_SEQUENCE).await;
     raise(&s, "pin-1", "Approval", json!("Dee")).await;
     let done = wait_status(&s, "pin-1", "Completed").await;
     assert_eq!(
@@ -667,38 +628,22 @@ async fn continue_as_new_and_restart() {
         json!({"n": 3, "rounds": 1, "carry": 28}),
         "the last generation's input"
     );
-    let history = status(&s, "eternal", "?showHistory=true").await.json()["historyEvents"].clone();
-    let completed = history
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["EventType"] == "TaskCompleted")
-        .count();
-    assert_eq!(completed, 3, "only the last generation's history is kept: {history}");
+    let types = event_types(&s, "eternal").await;
+    let completed = types.iter().filter(|t| *t == "TaskCompleted").count();
+    assert_eq!(completed, 3, "only the last generation's history is kept: {types:?}");
 
     // Restart with the same id runs afresh on the instance's input...
-    let r = s
-        .call(
-            Method::POST,
-            &format!("{ROOT}/instances/eternal/restart?restartWithNewInstanceId=false"),
-            "",
-            &[],
-        )
-        .await;
+    let r = post(&s, "/instances/eternal/restart?restartWithNewInstanceId=false").await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
     assert_eq!(r.json()["id"], "eternal");
     assert_eq!(wait_status(&s, "eternal", "Completed").await["output"], 42);
     // ...and with a new id by default.
-    let r = s
-        .call(Method::POST, &format!("{ROOT}/instances/eternal/restart"), "", &[])
-        .await;
+    let r = post(&s, "/instances/eternal/restart").await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     let new_id = r.json()["id"].as_str().unwrap().to_string();
     assert_ne!(new_id, "eternal");
     assert_eq!(new_id.len(), 32, "a GUID in N format");
     assert_eq!(wait_status(&s, &new_id, "Completed").await["output"], 42);
-    let r = s
-        .call(Method::POST, &format!("{ROOT}/instances/nope/restart"), "", &[])
-        .await;
+    let r = post(&s, "/instances/nope/restart").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }

@@ -13,11 +13,12 @@ pub mod auth;
 mod durable;
 pub mod error;
 mod fc;
+mod front;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -25,6 +26,7 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 
 pub use error::{ApiError, ApiResult};
+pub use front::Front;
 
 use crate::engine::Engine;
 use crate::metrics::Metrics;
@@ -71,6 +73,12 @@ pub struct AppState {
 
 pub type SharedState = Arc<AppState>;
 
+/// The server's service: the router, with InvokeFunction (the hot path)
+/// matched and served in front of it. See [`Front`].
+pub fn service(state: SharedState) -> Front {
+    Front::new(state.clone(), router(state))
+}
+
 /// Builds the whole router.
 pub fn router(state: SharedState) -> Router {
     let fc_routes = fc::routes();
@@ -107,9 +115,16 @@ async fn method_not_allowed(req: Request) -> ApiError {
 /// Gives every request an id, answers with it, and makes it available to
 /// error rendering below.
 async fn request_id(req: Request, next: Next) -> Response {
+    with_request_id(next.run(req)).await
+}
+
+/// Runs `serve` with a fresh request id in scope (see
+/// [`error::current_request_id`]) and sets it on the response.
+pub(crate) async fn with_request_id(serve: impl Future<Output = Response>) -> Response {
     let id = crate::util::new_request_id();
-    let mut resp = error::REQUEST_ID.scope(id.clone(), next.run(req)).await;
-    if let Ok(v) = HeaderValue::from_str(&id) {
+    let header = HeaderValue::from_str(&id).ok();
+    let mut resp = error::REQUEST_ID.scope(id, serve).await;
+    if let Some(v) = header {
         resp.headers_mut().insert("x-fc-request-id", v);
     }
     resp
@@ -138,18 +153,31 @@ async fn body_and_signature(State(state): State<SharedState>, req: Request, next
     if streamed {
         return next.run(req).await;
     }
+    match read_signed_body(&state, req, limit).await {
+        Ok((parts, bytes)) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+        Err(refused) => refused,
+    }
+}
+
+/// Buffers a request's body within `limit` (413 beyond it), then verifies
+/// the request's signature (when credentials are configured) over it.
+pub(crate) async fn read_signed_body(
+    state: &AppState,
+    req: Request,
+    limit: usize,
+) -> Result<(axum::http::request::Parts, Bytes), Response> {
     let (parts, body) = req.into_parts();
     let bytes = match http_body_util::Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            return ApiError::too_large(format!("request body is larger than the {limit}-byte limit")).into_response();
+            return Err(
+                ApiError::too_large(format!("request body is larger than the {limit}-byte limit")).into_response(),
+            );
         }
-        Err(e) => return ApiError::invalid(format!("cannot read request body: {e}")).into_response(),
+        Err(e) => return Err(ApiError::invalid(format!("cannot read request body: {e}")).into_response()),
     };
-    if let Err(e) = check_signature(&state, &parts, Some(&bytes)) {
-        return e.into_response();
-    }
-    next.run(Request::from_parts(parts, Body::from(bytes))).await
+    check_signature(state, &parts, Some(&bytes)).map_err(IntoResponse::into_response)?;
+    Ok((parts, bytes))
 }
 
 pub(crate) fn check_signature(

@@ -109,7 +109,7 @@ impl ServeCommand {
                 tracing::debug!(error = %e, "could not set TCP_NODELAY");
             }
         });
-        axum::serve(listener, crate::api::router(state))
+        axum::serve(listener, tower::make::Shared::new(crate::api::service(state)))
             .with_graceful_shutdown(shutdown_signal())
             .await?;
         tracing::info!("shut down");

@@ -66,7 +66,8 @@ impl ArtifactCache {
         Ok((compiled, CacheOutcome::Compiled))
     }
 
-    fn load(&self, sha: &str) -> Option<Compiled> {
+    /// The cached artifact of `sha`, if there is a usable one.
+    pub fn load(&self, sha: &str) -> Option<Compiled> {
         let module = self.path(sha, "module");
         if module.exists() {
             // SAFETY: see the module docs: only we write this directory.

@@ -90,6 +90,16 @@ impl Capture {
     /// next invocation of a reused instance.
     pub fn take(&self) -> Captured {
         let mut b = self.inner.lock();
+        if b.log.is_empty() && b.log_dropped == 0 && b.result.as_ref().is_none_or(Vec::is_empty) {
+            // Nothing written (most invocations of a quiet guest): no
+            // buffers to allocate.
+            let result_overflowed = std::mem::take(&mut b.result_overflowed);
+            return Captured {
+                log: Bytes::new(),
+                result: b.result.as_ref().map(|_| Bytes::new()),
+                result_overflowed,
+            };
+        }
         let mut log = Vec::with_capacity(b.log.len() + 64);
         if b.log_dropped > 0 {
             log.extend_from_slice(format!("[wasmfc: {} earlier bytes of output dropped]\n", b.log_dropped).as_bytes());

@@ -313,6 +313,9 @@ impl Engine {
         let this = self.clone();
         let sha = wasm_sha256.to_string();
         cell.get_or_try_init(|| async move {
+            if let Some(p) = this.load_cached_in_place(&sha) {
+                return p.map(Arc::new);
+            }
             let p = tokio::task::spawn_blocking(move || this.compile_and_prepare(&sha, load))
                 .await
                 .map_err(|e| EngineError::Config(format!("compile task failed: {e}")))??;
@@ -322,17 +325,54 @@ impl Engine {
         .cloned()
     }
 
+    /// Loads and links a cached artifact on this thread, when the runtime
+    /// lets a worker block (`block_in_place` hands its other tasks to
+    /// another thread). Loading takes a few hundred microseconds (mmap,
+    /// deserialize, link); sending it to the blocking pool would add two
+    /// thread hand-offs to every cold start. `None`: not in the cache, or
+    /// not on a multi-thread runtime — compile (or load) on the blocking
+    /// pool instead.
+    fn load_cached_in_place(&self, wasm_sha256: &str) -> Option<Result<Prepared, EngineError>> {
+        let flavor = tokio::runtime::Handle::try_current().ok()?.runtime_flavor();
+        if flavor != tokio::runtime::RuntimeFlavor::MultiThread {
+            return None;
+        }
+        tokio::task::block_in_place(|| {
+            let compiled = self.inner.artifacts.load(wasm_sha256)?;
+            Some(self.link(wasm_sha256, compiled, artifacts::CacheOutcome::Loaded))
+        })
+    }
+
     /// Forgets in-memory prepared code no function refers to any more.
+    /// Dropping compiled code unmaps it and unregisters it from the engine
+    /// (tens of microseconds), so the drop happens on the blocking pool,
+    /// not on the caller's path.
     pub fn forget(&self, wasm_sha256: &str) {
-        self.inner.prepared.remove(wasm_sha256);
+        if let Some(removed) = self.inner.prepared.remove(wasm_sha256) {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn_blocking(move || drop(removed))),
+                Err(_) => drop(removed),
+            }
+        }
     }
 
     fn compile_and_prepare<F>(&self, wasm_sha256: &str, load: F) -> Result<Prepared, EngineError>
     where
         F: FnOnce() -> std::io::Result<Vec<u8>>,
     {
+        let (compiled, outcome) = self.inner.artifacts.load_or_compile(wasm_sha256, load)?;
+        self.link(wasm_sha256, compiled, outcome)
+    }
+
+    /// Links compiled code and classifies it (event, HTTP, command or
+    /// orchestrator).
+    fn link(
+        &self,
+        wasm_sha256: &str,
+        compiled: artifacts::Compiled,
+        outcome: artifacts::CacheOutcome,
+    ) -> Result<Prepared, EngineError> {
         let inner = &self.inner;
-        let (compiled, outcome) = inner.artifacts.load_or_compile(wasm_sha256, load)?;
         match outcome {
             artifacts::CacheOutcome::Compiled => {
                 inner.stats.compilations.fetch_add(1, Ordering::Relaxed);

@@ -242,6 +242,11 @@ impl Pool {
 
     fn function_pool(&self, resolved: &ResolvedFunction) -> Arc<FunctionPool> {
         let key = PoolKey::of(resolved);
+        // A shared lock for the common case (the pool exists); `entry`
+        // takes the shard's write lock.
+        if let Some(fp) = self.inner.functions.get(&key) {
+            return fp.clone();
+        }
         self.inner
             .functions
             .entry(key)

@@ -182,21 +182,31 @@ fn render(resolved: &ResolvedFunction, outcome: &PooledInvocation, tail: bool) -
         }
     };
     let h = resp.headers_mut();
-    let mut set = |name: &'static str, value: String| {
-        if let Ok(v) = HeaderValue::from_str(&value) {
+    h.insert(
+        HeaderName::from_static("x-fc-invocation-duration"),
+        HeaderValue::from(inv.duration.as_millis() as u64),
+    );
+    h.insert(
+        HeaderName::from_static("x-fc-start-type"),
+        HeaderValue::from_static(outcome.start.as_str()),
+    );
+    let version = match resolved.version {
+        None => HeaderValue::from_static("LATEST"),
+        Some(v) => HeaderValue::from(v),
+    };
+    h.insert(HeaderName::from_static("x-fc-invocation-service-version"), version);
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
             h.insert(HeaderName::from_static(name), v);
         }
     };
-    set("x-fc-invocation-duration", inv.duration.as_millis().to_string());
-    set("x-fc-max-memory-usage", mebibytes_2dp(inv.peak_memory_bytes));
-    set("x-fc-code-checksum", resolved.function.spec.code_checksum.clone());
-    set("x-fc-instance-id", inv.instance_id.clone());
-    set("x-fc-invocation-service-version", resolved.version_label());
-    set("x-fc-start-type", outcome.start.as_str().to_string());
+    set("x-fc-max-memory-usage", &mebibytes_2dp(inv.peak_memory_bytes));
+    set("x-fc-code-checksum", &resolved.function.spec.code_checksum);
+    set("x-fc-instance-id", &inv.instance_id);
     if tail {
         set(
             "x-fc-log-result",
-            base64::engine::general_purpose::STANDARD.encode(inv.log_tail(LOG_TAIL_BYTES)),
+            &base64::engine::general_purpose::STANDARD.encode(inv.log_tail(LOG_TAIL_BYTES)),
         );
     }
     resp

@@ -27,6 +27,7 @@ use super::{ApiError, SharedState};
 use crate::registry::{ListQuery, etag};
 
 pub use functions::DOWNLOAD_PREFIX;
+pub(super) use invoke::invoke;
 
 pub fn routes() -> Router<SharedState> {
     Router::new()
@@ -224,7 +225,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Scope {
         let Path(params): Path<HashMap<String, String>> = Path::from_request_parts(parts, state)
             .await
             .map_err(|e| ApiError::invalid(format!("bad path: {e}")))?;
-        let query = QueryMap::from_uri(&parts.uri);
+        Scope::new(params, QueryMap::from_uri(&parts.uri))
+    }
+}
+
+impl Scope {
+    /// The scope of path parameters `params` (`service` still in its
+    /// `svc[.qualifier]` form) and the query string.
+    pub fn new(params: HashMap<String, String>, query: QueryMap) -> Result<Scope, ApiError> {
         let raw = params.get("service").cloned().unwrap_or_default();
         // Service names cannot contain '.', so the first one starts the
         // qualifier.

@@ -80,6 +80,23 @@ impl ChildServer {
         let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
         Some(kb * 1024)
     }
+
+    /// CPU time the child has used so far (user + system), from
+    /// `/proc/<pid>/stat` (Linux). Read around a load run, it says what the
+    /// server spent per request, independent of how much of the machine
+    /// the generator took.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        let pid = self.process.id()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the parenthesised command name; utime and stime are
+        // the 14th and 15th fields of the whole line.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let mut fields = rest.split_whitespace().skip(11);
+        let utime: u64 = fields.next()?.parse().ok()?;
+        let stime: u64 = fields.next()?.parse().ok()?;
+        // In USER_HZ ticks, which Linux fixes at 100 per second for /proc.
+        Some(Duration::from_millis((utime + stime) * 10))
+    }
 }
 
 impl Drop for ChildServer {

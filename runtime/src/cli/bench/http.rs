@@ -3,8 +3,8 @@
 //! generator. The ratio says what wasmfc (routing, registry, pool, engine,
 //! the guest) costs on top of the HTTP stack itself.
 //!
-//! A last row drives the same router in-process (`tower::ServiceExt::oneshot`,
-//! one request at a time, no sockets): what routing, middlewares, registry,
+//! The last rows drive the same service in-process (`tower::ServiceExt::oneshot`,
+//! no sockets): what routing, middlewares, registry,
 //! pool, engine and rendering cost per request without hyper and the
 //! kernel's TCP — the part of the gap that is ours to shrink.
 
@@ -58,22 +58,29 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<()> {
         let warm_up = Until::Elapsed(Duration::from_secs(1));
         load::posts(addr, &path, vec![], args.connections, warm_up).await?;
         let measured = Until::Elapsed(Duration::from_secs(args.duration));
+        let child = if addr == server.addr { &server } else { &baseline };
+        let cpu_before = child.cpu_time();
         let result = load::posts(addr, &path, vec![], args.connections, measured)
             .await?
             .checked(name)?;
         let rps = result.per_second();
-        let rss = if addr == server.addr {
-            server.rss_bytes()
-        } else {
-            baseline.rss_bytes()
+        let cpu = match (cpu_before, child.cpu_time()) {
+            (Some(before), Some(after)) if result.ok > 0 => format!(
+                ", server CPU {:.1} µs/req",
+                (after - before).as_secs_f64() * 1e6 / result.ok as f64
+            ),
+            _ => String::new(),
         };
-        let rss = rss.map(|b| format!(", server RSS {} MB", b >> 20)).unwrap_or_default();
+        let rss = child
+            .rss_bytes()
+            .map(|b| format!(", server RSS {} MB", b >> 20))
+            .unwrap_or_default();
         let base = *base_rps.get_or_insert(rps);
         report.rows.push(
             Row::from_histogram(name, &result.latency_us, 1000.0)
                 .per_second(rps)
                 .ratio(rps / base)
-                .note(format!("{} connections{rss}", args.connections)),
+                .note(format!("{} connections{cpu}{rss}", args.connections)),
         );
     }
     report.rows.extend(in_process(&args, base_rps.unwrap_or(1.0)).await?);
@@ -81,9 +88,9 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sync invokes of `noop` through the router with no HTTP server, for a
-/// fifth of `duration`: one request at a time, then as many concurrent
-/// tasks as the HTTP runs had connections.
+/// Sync invokes through the server's service with no HTTP server, for a
+/// fifth of `duration` each: `noop` and `hello` one request at a time, then
+/// `noop` from as many concurrent tasks as the HTTP runs had connections.
 async fn in_process(args: &HttpArgs, base_rps: f64) -> anyhow::Result<Vec<Row>> {
     #[derive(Parser)]
     struct Serve {
@@ -93,24 +100,29 @@ async fn in_process(args: &HttpArgs, base_rps: f64) -> anyhow::Result<Vec<Row>> 
     let data_dir = tempfile::Builder::new().prefix("wasmfc-bench-").tempdir()?;
     let serve = Serve::try_parse_from(["serve".as_ref(), "--data-dir".as_ref(), data_dir.path().as_os_str()])?.serve;
     let state = serve.build_state().await?;
-    let router = crate::api::router(state);
+    let router = crate::api::service(state);
     // Deploy over a loopback listener with the ordinary client, then drop it.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let server = tokio::spawn(axum::serve(listener, router.clone()).into_future());
+    let server = tokio::spawn(axum::serve(listener, tower::make::Shared::new(router.clone())).into_future());
     let client = crate::client::FcClient::new(&crate::client::ClientArgs {
         endpoint: format!("http://{addr}"),
         access_key_id: None,
         access_key_secret: None,
     });
     deploy(&client, "bench", "noop", &args.common.guest("noop"), None).await?;
+    deploy(&client, "bench", "hello", &args.common.guest("hello"), None).await?;
     server.abort();
 
-    let path = "/2016-08-15/services/bench/functions/noop/invocations";
     let warm_up = Duration::from_millis(200);
     let measured = Duration::from_secs((args.duration / 5).max(1));
     let mut rows = Vec::new();
-    for tasks in [1, args.connections] {
+    for (guest, tasks) in [("noop", 1), ("hello", 1), ("noop", args.connections)] {
+        let path: &'static str = if guest == "noop" {
+            "/2016-08-15/services/bench/functions/noop/invocations"
+        } else {
+            "/2016-08-15/services/bench/functions/hello/invocations"
+        };
         let mut handles = Vec::new();
         for _ in 0..tasks {
             let router = router.clone();
@@ -142,7 +154,7 @@ async fn in_process(args: &HttpArgs, base_rps: f64) -> anyhow::Result<Vec<Row>> 
         }
         let rps = n as f64 / measured.as_secs_f64();
         rows.push(
-            Row::from_histogram(format!("in-process router, invoke noop ×{tasks}"), &histogram, 1.0)
+            Row::from_histogram(format!("in-process, invoke {guest} ×{tasks}"), &histogram, 1.0)
                 .per_second(rps)
                 .ratio(rps / base_rps)
                 .note(format!("{tasks} concurrent tasks, no sockets")),

@@ -356,6 +356,12 @@ impl Engine {
         }
     }
 
+    /// Forgets in-memory prepared code and drops it on this thread, for
+    /// callers already off a request's path.
+    pub fn unload(&self, wasm_sha256: &str) {
+        drop(self.inner.prepared.remove(wasm_sha256));
+    }
+
     fn compile_and_prepare<F>(&self, wasm_sha256: &str, load: F) -> Result<Prepared, EngineError>
     where
         F: FnOnce() -> std::io::Result<Vec<u8>>,

@@ -289,9 +289,13 @@ impl Pool {
             .acquire_inner(resolved, ctx, self.inner.config.acquire_timeout, false)
             .await
             .map(|mut l| {
-                // A forced cold start's instance is not kept: repeated cold
-                // starts must not fill the function's instance cap.
+                // A forced cold start's instance is not kept (repeated cold
+                // starts must not fill the function's instance cap), and
+                // neither is its code, so the next forced cold start loads
+                // it again — unloading it after this response, not during
+                // the next request.
                 l.retire = true;
+                l.unload_code = true;
                 l
             });
         Self::run_lease(lease, ctx, event).await
@@ -415,6 +419,7 @@ impl Pool {
                     start,
                     _busy: busy,
                     retire: false,
+                    unload_code: false,
                 });
             }
             tokio::select! {
@@ -438,6 +443,7 @@ impl Pool {
             start: StartKind::Cold,
             _busy: None,
             retire: false,
+            unload_code: false,
         })
     }
 
@@ -646,6 +652,27 @@ impl Pool {
     }
 }
 
+/// Drops an instance that will not serve again once the caller's response
+/// is on its way. Tearing a store down (resetting its memory slot, and for a
+/// forced cold start unmapping its code) costs tens of microseconds and
+/// TLB shootdowns the caller should not wait for. The spawned task lands in
+/// the current worker's next-task slot, so it runs right after the request's
+/// task yields (typically once the response is written), on the same core.
+/// The slot keeps its permits until then, so the instance caps still count
+/// the instance while it is torn down.
+fn discard(slot: Slot, unload: Option<(Engine, String)>) {
+    let teardown = move || {
+        drop(slot);
+        if let Some((engine, wasm_sha256)) = unload {
+            engine.unload(&wasm_sha256);
+        }
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn(async move { teardown() })),
+        Err(_) => teardown(),
+    }
+}
+
 /// One instance, held for one invocation.
 pub struct Lease {
     pool: Pool,
@@ -656,6 +683,8 @@ pub struct Lease {
     _busy: Option<BusyMark>,
     /// Drop the instance after this invocation even if it could serve again.
     retire: bool,
+    /// Also unload the function's compiled code with it (forced cold starts).
+    unload_code: bool,
 }
 
 impl Lease {
@@ -749,6 +778,11 @@ impl Lease {
             && self.slot.uses < self.pool.inner.config.max_reuse
         {
             self.fp.give_back(self.slot);
+        } else {
+            let unload = self
+                .unload_code
+                .then(|| (self.pool.inner.engine.clone(), self.fp.entry.spec.wasm_sha256.clone()));
+            discard(self.slot, unload);
         }
         PooledInvocation {
             invocation,

@@ -187,3 +187,39 @@ pub fn post(addr: SocketAddr, path: &str, headers: &[(&str, String)], body: Byte
         .body(Full::new(body))
         .unwrap_or_else(|_| Request::new(Full::new(Bytes::new())))
 }
+
+/// One target of an alternating comparison: a name for errors, a server
+/// and the path to POST to.
+pub type Target = (&'static str, SocketAddr, String);
+
+/// Measures each target for `duration` with `connections` closed loops, in
+/// `rounds` alternating rounds, and merges each target's rounds. On a noisy
+/// machine a slow window then hits every target instead of deciding the
+/// ratio. `warm_up`, when set, is run unmeasured before each measurement.
+pub async fn alternating(
+    targets: &[Target],
+    connections: usize,
+    rounds: u32,
+    duration: Duration,
+    warm_up: Option<Duration>,
+) -> anyhow::Result<Vec<LoadResult>> {
+    let mut merged: Vec<Option<LoadResult>> = targets.iter().map(|_| None).collect();
+    for _round in 0..rounds {
+        for ((name, addr, path), total) in targets.iter().zip(merged.iter_mut()) {
+            if let Some(warm_up) = warm_up {
+                posts(*addr, path, vec![], connections, Until::Elapsed(warm_up)).await?;
+            }
+            let result = posts(*addr, path, vec![], connections, Until::Elapsed(duration))
+                .await?
+                .checked(name)?;
+            match total {
+                Some(total) => total.merge(result),
+                slot => *slot = Some(result),
+            }
+        }
+    }
+    merged
+        .into_iter()
+        .map(|r| r.context("no rounds were measured"))
+        .collect()
+}

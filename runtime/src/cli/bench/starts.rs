@@ -166,30 +166,13 @@ pub async fn run(args: StartsArgs) -> anyhow::Result<()> {
     );
 
     step("throughput: warm vs baseline");
-    // Alternating rounds, merged: on a noisy machine a slow window then
-    // hits both targets instead of deciding the ratio.
     let targets = [
         ("throughput: axum hello-world", baseline.addr, "/".to_string()),
         ("throughput: warm invoke", server.addr, invoke_path("LATEST", "f")),
     ];
-    let mut throughput: Vec<Option<LoadResult>> = vec![None, None];
-    for _round in 0..THROUGHPUT_ROUNDS {
-        for (i, (name, addr, path)) in targets.iter().enumerate() {
-            let until = Until::Elapsed(Duration::from_secs(args.duration));
-            let r = load::posts(*addr, path, vec![], args.connections, until)
-                .await?
-                .checked(name)?;
-            match &mut throughput[i] {
-                Some(total) => total.merge(r),
-                slot => *slot = Some(r),
-            }
-        }
-    }
-    let throughput: Vec<(&str, LoadResult)> = targets
-        .iter()
-        .zip(throughput)
-        .filter_map(|((name, _, _), r)| r.map(|r| (*name, r)))
-        .collect();
+    let duration = Duration::from_secs(args.duration);
+    let results = load::alternating(&targets, args.connections, THROUGHPUT_ROUNDS, duration, None).await?;
+    let throughput: Vec<(&str, LoadResult)> = targets.iter().map(|(name, _, _)| *name).zip(results).collect();
     let base_rps = throughput.first().map_or(1.0, |(_, r)| r.per_second());
     for (name, r) in &throughput {
         report.rows.push(

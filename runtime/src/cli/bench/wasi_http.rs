@@ -19,7 +19,7 @@ use http::Method;
 
 use super::CommonArgs;
 use super::child::{ChildServer, deploy};
-use super::load::{self, LoadResult, Until};
+use super::load::{self, LoadResult};
 use super::report::{Report, Row};
 
 /// The wasmtime-cli release compared against (wasmfc embeds wasmtime 48).
@@ -134,24 +134,17 @@ pub async fn run(args: WasiHttpArgs) -> anyhow::Result<()> {
             "/2016-08-15/proxy/bench/hello/hello".to_string(),
         ),
     ];
-    let mut results: Vec<Option<LoadResult>> = vec![None, None];
-    for _round in 0..2 {
-        for (i, (name, addr, path)) in targets.iter().enumerate() {
-            let warm_up = Until::Elapsed(Duration::from_secs(1));
-            load::posts(*addr, path, vec![], args.connections, warm_up).await?;
-            let measured = Until::Elapsed(Duration::from_secs(args.duration));
-            let result = load::posts(*addr, path, vec![], args.connections, measured)
-                .await?
-                .checked(name)?;
-            match &mut results[i] {
-                Some(total) => total.merge(result),
-                slot => *slot = Some(result),
-            }
-        }
-    }
+    let results = load::alternating(
+        &targets,
+        args.connections,
+        2,
+        Duration::from_secs(args.duration),
+        Some(Duration::from_secs(1)),
+    )
+    .await?;
     let mut report = Report::new("wasi-http");
-    let base = results[0].as_ref().map_or(1.0, LoadResult::per_second);
-    for ((name, _, _), result) in targets.iter().zip(results.iter().flatten()) {
+    let base = results.first().map_or(1.0, LoadResult::per_second);
+    for ((name, _, _), result) in targets.iter().zip(&results) {
         let rps = result.per_second();
         report.rows.push(
             Row::from_histogram(*name, &result.latency_us, 1000.0)

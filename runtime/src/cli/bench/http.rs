@@ -118,21 +118,21 @@ async fn in_process(args: &HttpArgs, base_rps: f64) -> anyhow::Result<Vec<Row>> 
     let measured = Duration::from_secs((args.duration / 5).max(1));
     let mut rows = Vec::new();
     for (guest, tasks) in [("noop", 1), ("hello", 1), ("noop", args.connections)] {
-        let path: &'static str = if guest == "noop" {
-            "/2016-08-15/services/bench/functions/noop/invocations"
-        } else {
-            "/2016-08-15/services/bench/functions/hello/invocations"
-        };
+        let path = format!("/2016-08-15/services/bench/functions/{guest}/invocations");
         let mut handles = Vec::new();
         for _ in 0..tasks {
             let router = router.clone();
+            let path = path.clone();
             handles.push(tokio::spawn(async move {
                 let mut histogram = load::new_histogram();
                 let start = Instant::now();
                 let mut n = 0u64;
                 while start.elapsed() < warm_up + measured {
                     let t = Instant::now();
-                    let resp = router.clone().oneshot(Request::post(path).body(Body::empty())?).await?;
+                    let resp = router
+                        .clone()
+                        .oneshot(Request::post(&path).body(Body::empty())?)
+                        .await?;
                     if !resp.status().is_success() {
                         anyhow::bail!("in-process invoke answered {}", resp.status());
                     }

@@ -294,8 +294,7 @@ impl Pool {
                 // neither is its code, so the next forced cold start loads
                 // it again — unloading it after this response, not during
                 // the next request.
-                l.retire = true;
-                l.unload_code = true;
+                l.forced_cold = true;
                 l
             });
         Self::run_lease(lease, ctx, event).await
@@ -418,8 +417,7 @@ impl Pool {
                     slot: idle.slot,
                     start,
                     _busy: busy,
-                    retire: false,
-                    unload_code: false,
+                    forced_cold: false,
                 });
             }
             tokio::select! {
@@ -442,8 +440,7 @@ impl Pool {
             },
             start: StartKind::Cold,
             _busy: None,
-            retire: false,
-            unload_code: false,
+            forced_cold: false,
         })
     }
 
@@ -681,10 +678,9 @@ pub struct Lease {
     start: StartKind,
     /// Held while a provisioned instance serves (dropped with the lease).
     _busy: Option<BusyMark>,
-    /// Drop the instance after this invocation even if it could serve again.
-    retire: bool,
-    /// Also unload the function's compiled code with it (forced cold starts).
-    unload_code: bool,
+    /// A forced cold start: after this invocation drop the instance even if
+    /// it could serve again, and unload the function's compiled code with it.
+    forced_cold: bool,
 }
 
 impl Lease {
@@ -773,14 +769,14 @@ impl Lease {
             .err()
             .is_none_or(InvokeError::instance_survives);
         if survives
-            && !self.retire
+            && !self.forced_cold
             && self.fp.entry.spec.kind.reusable()
             && self.slot.uses < self.pool.inner.config.max_reuse
         {
             self.fp.give_back(self.slot);
         } else {
             let unload = self
-                .unload_code
+                .forced_cold
                 .then(|| (self.pool.inner.engine.clone(), self.fp.entry.spec.wasm_sha256.clone()));
             discard(self.slot, unload);
         }

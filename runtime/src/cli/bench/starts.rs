@@ -172,9 +172,8 @@ pub async fn run(args: StartsArgs) -> anyhow::Result<()> {
     ];
     let duration = Duration::from_secs(args.duration);
     let results = load::alternating(&targets, args.connections, THROUGHPUT_ROUNDS, duration, None).await?;
-    let throughput: Vec<(&str, LoadResult)> = targets.iter().map(|(name, _, _)| *name).zip(results).collect();
-    let base_rps = throughput.first().map_or(1.0, |(_, r)| r.per_second());
-    for (name, r) in &throughput {
+    let base_rps = results.first().map_or(1.0, LoadResult::per_second);
+    for ((name, _, _), r) in targets.iter().zip(&results) {
         report.rows.push(
             Row::from_histogram(*name, &r.latency_us, 1000.0)
                 .per_second(r.per_second())

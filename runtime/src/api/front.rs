@@ -35,6 +35,19 @@ impl Front {
     pub fn new(state: SharedState, router: Router) -> Front {
         Front { state, router }
     }
+
+    /// Serves one request. Takes `&self` (hyper's services are shared by
+    /// every request of a connection); the router is cloned only for the
+    /// requests it serves.
+    pub fn handle(&self, req: Request) -> Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>> {
+        match invocation_target(req.method(), req.uri().path()) {
+            Some((service, function)) => {
+                let state = self.state.clone();
+                Box::pin(async move { Ok(with_request_id(invoke(state, service, function, req)).await) })
+            }
+            None => Box::pin(self.router.clone().oneshot(req)),
+        }
+    }
 }
 
 impl Service<Request> for Front {
@@ -47,13 +60,7 @@ impl Service<Request> for Front {
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        match invocation_target(req.method(), req.uri().path()) {
-            Some((service, function)) => {
-                let state = self.state.clone();
-                Box::pin(async move { Ok(with_request_id(invoke(state, service, function, req)).await) })
-            }
-            None => Box::pin(self.router.clone().oneshot(req)),
-        }
+        self.handle(req)
     }
 }
 

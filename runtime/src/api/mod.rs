@@ -14,6 +14,7 @@ mod durable;
 pub mod error;
 mod fc;
 mod front;
+pub mod listener;
 
 use std::sync::Arc;
 

@@ -86,6 +86,11 @@ pub struct ServeCommand {
     #[arg(long, default_value_t = 60)]
     pub provision_eval_period_secs: u64,
 
+    /// Threads serving HTTP connections, each a single-threaded runtime
+    /// (default: one per core).
+    #[arg(long)]
+    pub http_threads: Option<usize>,
+
     /// Hours a finished task stays readable before it is purged.
     #[arg(long, default_value_t = 72)]
     pub task_retention_hours: u64,
@@ -103,15 +108,12 @@ impl ServeCommand {
         tracing::info!(%addr, data_dir = %self.data_dir.display(), auth = state.credentials.is_some(), "serving");
         // No Nagle: a streamed (chunked) response ends with a small final
         // write that would otherwise wait for the client's delayed ACK
-        // (~40 ms) — that was the p99 of HTTP-trigger responses.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY");
-            }
-        });
-        axum::serve(listener, tower::make::Shared::new(crate::api::service(state)))
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
+        // (~40 ms) — that was the p99 of HTTP-trigger responses. The
+        // listener sets it on every accepted connection.
+        let threads = self
+            .http_threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        crate::api::listener::serve(listener, crate::api::service(state), threads, shutdown_signal()).await?;
         tracing::info!("shut down");
         Ok(())
     }

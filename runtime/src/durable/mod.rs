@@ -141,6 +141,11 @@ struct Inner {
     /// Server-side waits, by instance id: woken when that instance finishes.
     waiters: DashMap<String, Arc<Notify>>,
     stats: DurableStats,
+    /// The runtime the engine was started on. Instances are driven there
+    /// even when an API request (served on a per-core HTTP thread) wakes
+    /// them, so orchestrator runs never share a serving thread with
+    /// synchronous invocations.
+    runtime: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for Durable {
@@ -209,14 +214,14 @@ impl Durable {
                 timer_wake: Notify::new(),
                 waiters: DashMap::new(),
                 stats: DurableStats::default(),
+                runtime: tokio::runtime::Handle::current(),
             }),
         };
         // The listener first, then recovery: an activity finishing in
         // between is seen by both, and delivery drops the duplicate.
         let this = durable.clone();
         durable.inner.scheduler.set_activity_listener(Arc::new(move |outcome| {
-            let this = this.clone();
-            tokio::spawn(async move { this.on_activity(outcome).await });
+            this.spawn(|this| async move { this.on_activity(outcome).await });
         }));
         let (pending, timers, undelivered) = durable.inner.store.orch_recover()?;
         if !pending.is_empty() || !timers.is_empty() || !undelivered.is_empty() {
@@ -228,8 +233,7 @@ impl Durable {
             );
         }
         durable.inner.timers.lock().extend(timers.into_iter().map(Reverse));
-        let this = durable.clone();
-        tokio::spawn(async move {
+        durable.spawn(|this| async move {
             for u in undelivered {
                 this.deliver(u.rid, u.generation, Some(u.task_id), u.event).await;
             }
@@ -237,9 +241,17 @@ impl Durable {
                 this.wake(rid);
             }
         });
-        let this = durable.clone();
-        tokio::spawn(async move { this.timer_loop().await });
+        durable.spawn(|this| async move { this.timer_loop().await });
         Ok(durable)
+    }
+
+    /// Spawns work for this engine on its own runtime.
+    fn spawn<F, Fut>(&self, work: F)
+    where
+        F: FnOnce(Durable) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        drop(self.inner.runtime.spawn(work(self.clone())));
     }
 
     pub fn stats(&self) -> &DurableStats {
@@ -458,8 +470,7 @@ impl Durable {
             dashmap::Entry::Occupied(mut e) => *e.get_mut() = true,
             dashmap::Entry::Vacant(e) => {
                 e.insert(false);
-                let this = self.clone();
-                tokio::spawn(async move { this.drive(rid).await });
+                self.spawn(|this| async move { this.drive(rid).await });
             }
         }
     }
@@ -790,8 +801,7 @@ impl Durable {
                         }
                     }
                     for t in due {
-                        let this = self.clone();
-                        tokio::spawn(async move {
+                        self.spawn(|this| async move {
                             let event = HistoryEvent::TimerFired {
                                 step: t.step,
                                 fire_at_ms: t.fire_ms,

@@ -325,22 +325,24 @@ impl Engine {
         .cloned()
     }
 
-    /// Loads and links a cached artifact on this thread, when the runtime
-    /// lets a worker block (`block_in_place` hands its other tasks to
-    /// another thread). Loading takes a few hundred microseconds (mmap,
-    /// deserialize, link); sending it to the blocking pool would add two
-    /// thread hand-offs to every cold start. `None`: not in the cache, or
-    /// not on a multi-thread runtime — compile (or load) on the blocking
-    /// pool instead.
+    /// Loads and links a cached artifact on this thread. Loading takes a
+    /// few hundred microseconds (mmap, deserialize, link); sending it to the
+    /// blocking pool would add two thread hand-offs to every cold start.
+    /// On a multi-thread runtime `block_in_place` first hands this worker's
+    /// other tasks to another thread; on a current-thread runtime (an HTTP
+    /// serving thread) the load simply runs, as the guest it is loaded for
+    /// will. `None`: not in the cache, or no runtime — compile (or load) on
+    /// the blocking pool instead.
     fn load_cached_in_place(&self, wasm_sha256: &str) -> Option<Result<Prepared, EngineError>> {
-        let flavor = tokio::runtime::Handle::try_current().ok()?.runtime_flavor();
-        if flavor != tokio::runtime::RuntimeFlavor::MultiThread {
-            return None;
-        }
-        tokio::task::block_in_place(|| {
+        let load = || {
             let compiled = self.inner.artifacts.load(wasm_sha256)?;
             Some(self.link(wasm_sha256, compiled, artifacts::CacheOutcome::Loaded))
-        })
+        };
+        match tokio::runtime::Handle::try_current().ok()?.runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(load),
+            tokio::runtime::RuntimeFlavor::CurrentThread => load(),
+            _ => None,
+        }
     }
 
     /// Forgets in-memory prepared code no function refers to any more.

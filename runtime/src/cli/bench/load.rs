@@ -70,72 +70,60 @@ impl LoadResult {
 pub type MakeRequest = dyn Fn(u64) -> Request<Full<Bytes>> + Send + Sync;
 
 /// Runs `connections` closed loops against `addr` until `until`.
+///
+/// Like `wrk`, the loops run on one thread per core (at most one per
+/// connection), each a single-threaded runtime, and each loop drives its own
+/// connection in the same task. A request then costs the generator no
+/// hand-off between tasks or threads: on a work-stealing runtime each
+/// exchange woke the connection task from the request's task, often on the
+/// other core, and that wake (tens of microseconds on a VM) was measured as
+/// server latency — for the baseline and for wasmfc alike.
 pub async fn run(
     addr: SocketAddr,
     connections: usize,
     until: Until,
     make: Arc<MakeRequest>,
 ) -> anyhow::Result<LoadResult> {
-    let sequence = Arc::new(AtomicU64::new(0));
+    let connections = connections.max(1);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = connections.min(cores);
+    let shared = Arc::new(Shared {
+        sequence: AtomicU64::new(0),
+        limit: match until {
+            Until::Count(n) => n,
+            Until::Elapsed(_) => u64::MAX,
+        },
+        deadline: match until {
+            Until::Elapsed(d) => Some(Instant::now() + d),
+            Until::Count(_) => None,
+        },
+        make,
+    });
     let started = Instant::now();
-    let deadline = match until {
-        Until::Elapsed(d) => Some(started + d),
-        Until::Count(_) => None,
-    };
-    let limit = match until {
-        Until::Count(n) => n,
-        Until::Elapsed(_) => u64::MAX,
-    };
-    let mut loops = Vec::with_capacity(connections);
-    for _ in 0..connections.max(1) {
-        let stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("connecting to {addr}"))?;
-        stream.set_nodelay(true)?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(conn);
-        let make = make.clone();
-        let sequence = sequence.clone();
-        loops.push(tokio::spawn(async move {
-            let mut latency = new_histogram();
-            let (mut ok, mut errors, mut first_error) = (0u64, 0u64, None::<String>);
-            loop {
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    break;
-                }
-                let n = sequence.fetch_add(1, Ordering::Relaxed);
-                if n >= limit {
-                    break;
-                }
-                let request = make(n);
-                let sent = Instant::now();
-                let outcome = match sender.send_request(request).await {
-                    Ok(response) => {
-                        let status = response.status();
-                        match response.into_body().collect().await {
-                            Ok(_) if status.is_success() => Ok(()),
-                            Ok(body) => Err(format!("{status}: {}", String::from_utf8_lossy(&body.to_bytes()))),
-                            Err(e) => Err(format!("reading the body: {e}")),
-                        }
-                    }
-                    Err(e) => Err(format!("sending: {e}")),
-                };
-                match outcome {
-                    Ok(()) => {
-                        ok += 1;
-                        latency.saturating_record(sent.elapsed().as_micros() as u64);
-                    }
-                    Err(e) => {
-                        errors += 1;
-                        first_error.get_or_insert(e);
-                        if sender.ready().await.is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-            (ok, errors, first_error, latency)
-        }));
+    let mut finished = Vec::with_capacity(threads);
+    for thread in 0..threads {
+        // Spread the connections evenly: the first `connections % threads`
+        // threads take one more.
+        let mine = connections / threads + usize::from(thread < connections % threads);
+        let shared = shared.clone();
+        let (done, result) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("bench-load-{thread}"))
+            .spawn(move || {
+                let outcome = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(anyhow::Error::from)
+                    .and_then(|runtime| {
+                        runtime.block_on(async {
+                            let loops = (0..mine).map(|_| closed_loop(addr, &shared));
+                            futures::future::try_join_all(loops).await
+                        })
+                    });
+                let _ = done.send(outcome);
+            })
+            .context("starting a load thread")?;
+        finished.push(result);
     }
     let mut result = LoadResult {
         ok: 0,
@@ -144,16 +132,86 @@ pub async fn run(
         elapsed: Duration::ZERO,
         latency_us: new_histogram(),
     };
-    for handle in loops {
-        let (ok, errors, first_error, latency) = handle.await?;
-        result.ok += ok;
-        result.errors += errors;
-        if result.first_error.is_none() {
-            result.first_error = first_error;
+    for thread in finished {
+        for one in thread.await.context("a load thread panicked")?? {
+            result.ok += one.ok;
+            result.errors += one.errors;
+            if result.first_error.is_none() {
+                result.first_error = one.first_error;
+            }
+            result.latency_us.add(&one.latency_us)?;
         }
-        result.latency_us.add(&latency)?;
     }
     result.elapsed = started.elapsed();
+    Ok(result)
+}
+
+/// What every loop of one run shares.
+struct Shared {
+    /// The next request's sequence number, across all loops.
+    sequence: AtomicU64,
+    /// Requests in all, for [`Until::Count`].
+    limit: u64,
+    deadline: Option<Instant>,
+    make: Arc<MakeRequest>,
+}
+
+/// One connection's closed loop; its `elapsed` is left zero.
+async fn closed_loop(addr: SocketAddr, shared: &Shared) -> anyhow::Result<LoadResult> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    stream.set_nodelay(true)?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    let requests = async move {
+        let mut result = LoadResult {
+            ok: 0,
+            errors: 0,
+            first_error: None,
+            elapsed: Duration::ZERO,
+            latency_us: new_histogram(),
+        };
+        loop {
+            if shared.deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+            let n = shared.sequence.fetch_add(1, Ordering::Relaxed);
+            if n >= shared.limit {
+                break;
+            }
+            let request = (shared.make)(n);
+            let sent = Instant::now();
+            let outcome = match sender.send_request(request).await {
+                Ok(response) => {
+                    let status = response.status();
+                    match response.into_body().collect().await {
+                        Ok(_) if status.is_success() => Ok(()),
+                        Ok(body) => Err(format!("{status}: {}", String::from_utf8_lossy(&body.to_bytes()))),
+                        Err(e) => Err(format!("reading the body: {e}")),
+                    }
+                }
+                Err(e) => Err(format!("sending: {e}")),
+            };
+            match outcome {
+                Ok(()) => {
+                    result.ok += 1;
+                    result.latency_us.saturating_record(sent.elapsed().as_micros() as u64);
+                }
+                Err(e) => {
+                    result.errors += 1;
+                    result.first_error.get_or_insert(e);
+                    if sender.ready().await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        // Dropping the sender (moved in here) lets the connection finish.
+        result
+    };
+    // The connection's own errors (the server closing it) show up as failed
+    // requests above.
+    let (_, result) = tokio::join!(connection, requests);
     Ok(result)
 }
 

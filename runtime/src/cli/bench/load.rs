@@ -42,6 +42,17 @@ pub struct LoadResult {
 }
 
 impl LoadResult {
+    /// Nothing measured yet.
+    pub fn empty() -> LoadResult {
+        LoadResult {
+            ok: 0,
+            errors: 0,
+            first_error: None,
+            elapsed: Duration::ZERO,
+            latency_us: new_histogram(),
+        }
+    }
+
     pub fn per_second(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON)
     }
@@ -125,23 +136,14 @@ pub async fn run(
             .context("starting a load thread")?;
         finished.push(result);
     }
-    let mut result = LoadResult {
-        ok: 0,
-        errors: 0,
-        first_error: None,
-        elapsed: Duration::ZERO,
-        latency_us: new_histogram(),
-    };
+    let mut result = LoadResult::empty();
     for thread in finished {
         for one in thread.await.context("a load thread panicked")?? {
-            result.ok += one.ok;
-            result.errors += one.errors;
-            if result.first_error.is_none() {
-                result.first_error = one.first_error;
-            }
-            result.latency_us.add(&one.latency_us)?;
+            result.merge(one);
         }
     }
+    // The loops ran side by side: the run took as long as it took, not the
+    // sum of their (zero) `elapsed`.
     result.elapsed = started.elapsed();
     Ok(result)
 }
@@ -164,13 +166,7 @@ async fn closed_loop(addr: SocketAddr, shared: &Shared) -> anyhow::Result<LoadRe
     stream.set_nodelay(true)?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     let requests = async move {
-        let mut result = LoadResult {
-            ok: 0,
-            errors: 0,
-            first_error: None,
-            elapsed: Duration::ZERO,
-            latency_us: new_histogram(),
-        };
+        let mut result = LoadResult::empty();
         loop {
             if shared.deadline.is_some_and(|d| Instant::now() >= d) {
                 break;

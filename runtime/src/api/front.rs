@@ -19,6 +19,7 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
+use futures::FutureExt;
 use tower::{Service, ServiceExt};
 
 use super::fc::{QueryMap, Scope};
@@ -43,7 +44,7 @@ impl Front {
         match invocation_target(req.method(), req.uri().path()) {
             Some((service, function)) => {
                 let state = self.state.clone();
-                Box::pin(async move { Ok(with_request_id(invoke(state, service, function, req)).await) })
+                Box::pin(with_request_id(invoke(state, service, function, req)).map(Ok))
             }
             None => Box::pin(self.router.clone().oneshot(req)),
         }

@@ -24,6 +24,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use futures::FutureExt;
 use http_body_util::BodyExt;
 
 pub use error::{ApiError, ApiResult};
@@ -121,14 +122,20 @@ async fn request_id(req: Request, next: Next) -> Response {
 
 /// Runs `serve` with a fresh request id in scope (see
 /// [`error::current_request_id`]) and sets it on the response.
-pub(crate) async fn with_request_id(serve: impl Future<Output = Response>) -> Response {
+///
+/// A combinator rather than an `async fn`: an `async fn` would keep `serve`
+/// and the scoped future holding it side by side in its state, doubling the
+/// size of every request's future (an invocation's is several KB), and
+/// futures are moved by copying.
+pub(crate) fn with_request_id(serve: impl Future<Output = Response>) -> impl Future<Output = Response> {
     let id = crate::util::new_request_id();
     let header = HeaderValue::from_str(&id).ok();
-    let mut resp = error::REQUEST_ID.scope(id, serve).await;
-    if let Some(v) = header {
-        resp.headers_mut().insert("x-fc-request-id", v);
-    }
-    resp
+    error::REQUEST_ID.scope(id, serve).map(move |mut resp| {
+        if let Some(v) = header {
+            resp.headers_mut().insert("x-fc-request-id", v);
+        }
+        resp
+    })
 }
 
 /// True for HTTP-trigger routes: their bodies stream to the guest, and the

@@ -396,7 +396,10 @@ impl GuestInstance {
     pub async fn invoke(&mut self, ctx: &InvocationContext, event: Bytes) -> Invocation {
         match self {
             GuestInstance::Event(i) => i.invoke(ctx, event).await,
-            GuestInstance::Command(i) => i.invoke(ctx, event).await,
+            // Boxed: a command run builds a WASI context and instantiates, a
+            // future several KB large that would otherwise size every event
+            // invocation's future too.
+            GuestInstance::Command(i) => Box::pin(i.invoke(ctx, event)).await,
             GuestInstance::Http(i) => Invocation {
                 result: Err(InvokeError::Handled(
                     "this is an HTTP function (a wasi:http component): invoke it through its HTTP trigger".into(),

@@ -427,7 +427,10 @@ impl Pool {
             }
         };
         let global = self.reserve_global(deadline).await.ok_or_else(throttled)?;
-        let instance = self.create(&fp, ctx).await?;
+        // Boxed: instantiation's future is several KB, and inline it would
+        // make every warm invocation's future that large too (and futures
+        // are moved by copying).
+        let instance = Box::pin(self.create(&fp, ctx)).await?;
         Ok(Lease {
             pool: self.clone(),
             fp,

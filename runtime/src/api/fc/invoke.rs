@@ -59,7 +59,8 @@ pub async fn invoke(
         InvocationType::Sync => Ok(invoke_sync(&app, &resolved, &headers, body).await),
         InvocationType::Async => {
             check_async_size(&app, body.len())?;
-            invoke_async(&app, &resolved, &headers, body, "event").await
+            // Boxed so that its (larger) future does not size the sync path's.
+            Box::pin(invoke_async(&app, &resolved, &headers, body, "event")).await
         }
     }
 }
@@ -134,7 +135,7 @@ async fn invoke_sync(app: &SharedState, resolved: &ResolvedFunction, headers: &H
     // costs.
     let force_cold = header_str(headers, "x-wasmfc-start").is_some_and(|v| v.eq_ignore_ascii_case("cold"));
     let outcome = if force_cold {
-        app.pool.invoke_cold(resolved, &ctx, body).await
+        Box::pin(app.pool.invoke_cold(resolved, &ctx, body)).await
     } else {
         app.pool.invoke(resolved, &ctx, body).await
     };

@@ -13,7 +13,7 @@ use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use super::artifacts::Compiled;
 use super::capture::Capture;
 use super::http::{HttpInstance, HttpState};
-use super::interrupt::{StopHandle, epoch_callback};
+use super::interrupt::{RunningGuest, StopHandle, epoch_callback};
 use super::invocation::{Invocation, InvocationContext, InvokeError};
 use super::limits::MemoryLimiter;
 use super::{Engine, EngineError, GuestKind, Prepared};
@@ -206,6 +206,7 @@ pub(crate) async fn race<T>(
     stop: &StopHandle,
     deadline: Instant,
 ) -> CallEnd<T> {
+    let _running = RunningGuest::enter();
     tokio::select! {
         biased;
         r = call => CallEnd::Returned(r),

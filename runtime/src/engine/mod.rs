@@ -427,13 +427,28 @@ impl Engine {
     }
 }
 
+/// Ticks without guest activity (~100 ms) after which the ticker slows
+/// down, and how many ticks it then sleeps at a time (10 ms with the
+/// default tick, Spin's own tick). Slowing down only after a quiet spell
+/// keeps steady traffic and Stop on time: only a guest starting after
+/// 100 ms of quiet may get its first tick (deadline check, Stop, yield) up
+/// to 10 ms late; every later one is on time.
+const QUIET_TICKS: u32 = 100;
+const IDLE_TICKS: u32 = 10;
+
 fn spawn_epoch_ticker(engine: wasmtime::Engine, tick: Duration, stop: Arc<AtomicBool>) -> Result<(), EngineError> {
     std::thread::Builder::new()
         .name("wasmfc-epoch".into())
         .spawn(move || {
+            let mut quiet = 0u32;
             while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(tick);
-                engine.increment_epoch();
+                std::thread::sleep(if quiet >= QUIET_TICKS { tick * IDLE_TICKS } else { tick });
+                if interrupt::guests_active() {
+                    quiet = 0;
+                    engine.increment_epoch();
+                } else {
+                    quiet = quiet.saturating_add(1);
+                }
             }
         })
         .map(|_| ())

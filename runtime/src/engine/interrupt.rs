@@ -58,10 +58,13 @@ impl StopHandle {
 /// Guest calls in progress in this process (every one goes through
 /// [`race`](super::instance::race)), and whether one started since the
 /// epoch ticker last looked. The ticker reads them to slow down while
-/// guests are quiet: ticking every millisecond on an idle server cost 4% of
-/// a core on our 2-core VM, each tick a timer wake-up. Process-wide rather
-/// than per engine because there is one engine per server, and a guest of
-/// another engine only makes a ticker tick when it need not.
+/// guests are quiet: ticking every millisecond on an idle server cost 3.5%
+/// of a core on our 2-core VM, each tick a timer wake-up. Process-wide
+/// rather than per engine because a server has one engine. Where a process
+/// has several (benchmarks), one ticker may take the "started" flag before
+/// another sees it; the worst that does is let that other ticker slow down
+/// early, so a guest starting on its engine gets its first tick up to 10 ms
+/// late.
 static GUESTS_RUNNING: AtomicUsize = AtomicUsize::new(0);
 static GUEST_STARTED: AtomicBool = AtomicBool::new(false);
 

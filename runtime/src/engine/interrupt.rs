@@ -9,7 +9,7 @@
 //! reused.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use tokio::sync::Notify;
@@ -55,40 +55,41 @@ impl StopHandle {
     }
 }
 
-/// Guest calls in progress in this process (every one goes through
-/// [`race`](super::instance::race)), and whether one started since the
-/// epoch ticker last looked. The ticker reads them to slow down while
-/// guests are quiet: ticking every millisecond on an idle server cost 3.5%
-/// of a core on our 2-core VM, each tick a timer wake-up. Process-wide
-/// rather than per engine because a server has one engine. Where a process
-/// has several (benchmarks), one ticker may take the "started" flag before
-/// another sees it; the worst that does is let that other ticker slow down
-/// early, so a guest starting on its engine gets its first tick up to 10 ms
-/// late.
-static GUESTS_RUNNING: AtomicUsize = AtomicUsize::new(0);
-static GUEST_STARTED: AtomicBool = AtomicBool::new(false);
+/// Guest calls started and in progress in this process (every one goes
+/// through [`race`](super::instance::race)). The epoch ticker reads them to
+/// slow down while guests are quiet: ticking every millisecond on an idle
+/// server cost 3.5% of a core on our 2-core VM, each tick a timer wake-up.
+/// Process-wide rather than per engine because a server has one engine;
+/// where a process has several (benchmarks), a guest of one only keeps the
+/// other's ticker at full rate.
+static GUEST_CALLS_STARTED: AtomicU64 = AtomicU64::new(0);
+static GUEST_CALLS_RUNNING: AtomicUsize = AtomicUsize::new(0);
 
 /// Counts one guest call as running for as long as it is held.
 pub(crate) struct RunningGuest(());
 
 impl RunningGuest {
     pub(crate) fn enter() -> RunningGuest {
-        GUESTS_RUNNING.fetch_add(1, Ordering::Relaxed);
-        GUEST_STARTED.store(true, Ordering::Relaxed);
+        GUEST_CALLS_STARTED.fetch_add(1, Ordering::Relaxed);
+        GUEST_CALLS_RUNNING.fetch_add(1, Ordering::Relaxed);
         RunningGuest(())
     }
 }
 
 impl Drop for RunningGuest {
     fn drop(&mut self) {
-        GUESTS_RUNNING.fetch_sub(1, Ordering::Relaxed);
+        GUEST_CALLS_RUNNING.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-/// True if a guest call is in progress, or one started since the last
-/// call of this function (a call shorter than a tick counts too).
-pub(crate) fn guests_active() -> bool {
-    GUEST_STARTED.swap(false, Ordering::Relaxed) | (GUESTS_RUNNING.load(Ordering::Relaxed) > 0)
+/// Guest calls started so far, and whether one is in progress. A caller
+/// that compares the count with its last reading also sees calls that began
+/// and ended in between.
+pub(crate) fn guest_calls() -> (u64, bool) {
+    (
+        GUEST_CALLS_STARTED.load(Ordering::Relaxed),
+        GUEST_CALLS_RUNNING.load(Ordering::Relaxed) > 0,
+    )
 }
 
 /// The epoch callback for one invocation: interrupt on stop or deadline,

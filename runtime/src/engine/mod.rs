@@ -441,9 +441,12 @@ fn spawn_epoch_ticker(engine: wasmtime::Engine, tick: Duration, stop: Arc<Atomic
         .name("wasmfc-epoch".into())
         .spawn(move || {
             let mut quiet = 0u32;
+            let mut seen = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(if quiet >= QUIET_TICKS { tick * IDLE_TICKS } else { tick });
-                if interrupt::guests_active() {
+                let (started, running) = interrupt::guest_calls();
+                if running || started != seen {
+                    seen = started;
                     quiet = 0;
                     engine.increment_epoch();
                 } else {

@@ -1,8 +1,11 @@
 //! Serving HTTP connections: one single-threaded runtime per core.
 //!
-//! A connection is served start to finish on one thread. The acceptor (a
-//! task on the main runtime) hands each accepted socket to the serving
-//! thread with the fewest open connections; that thread registers it with
+//! A connection is served start to finish on one thread. The threads are
+//! pinned one per core (unless `--no-http-pinning`), and the acceptor (a
+//! task on the main runtime) hands each accepted socket to the thread of
+//! the core its packets arrive on, or, when that thread is already much
+//! busier than the others, to the least-loaded one (see [`place`]); that
+//! thread registers it with
 //! its own reactor and runs hyper on it, and a synchronous invocation's
 //! guest runs there too.
 //!
@@ -38,6 +41,17 @@ struct Worker {
     connections: mpsc::UnboundedSender<std::net::TcpStream>,
     /// Connections open on this thread, for least-loaded placement.
     open: Arc<AtomicUsize>,
+    /// The CPU this thread is pinned to, if pinned.
+    cpu: Option<usize>,
+}
+
+/// How many serving threads, and whether they are pinned to cores.
+#[derive(Debug, Clone, Copy)]
+pub struct Placement {
+    pub threads: usize,
+    /// Pin thread `i` to the `i`-th core this process may run on (only when
+    /// there are no more threads than cores).
+    pub pin: bool,
 }
 
 /// Serves `service` on `listener` until `shutdown` resolves, then lets open
@@ -46,12 +60,22 @@ struct Worker {
 pub async fn serve(
     listener: TcpListener,
     service: Front,
-    threads: usize,
+    placement: Placement,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let mut workers = Vec::with_capacity(threads);
-    let mut stopped = Vec::with_capacity(threads);
-    for index in 0..threads.max(1) {
+    let mut workers = Vec::with_capacity(placement.threads);
+    let mut stopped = Vec::with_capacity(placement.threads);
+    let threads = placement.threads.max(1);
+    let cores = if placement.pin {
+        core_affinity::get_core_ids().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    // Pinning only makes sense with a thread per core at most: two threads
+    // pinned to one core would take turns while another core idles.
+    let pin = threads <= cores.len();
+    for index in 0..threads {
+        let core = if pin { cores.get(index).copied() } else { None };
         let (tx, rx) = mpsc::unbounded_channel();
         let open = Arc::new(AtomicUsize::new(0));
         let (done_tx, done_rx) = oneshot::channel::<()>();
@@ -61,10 +85,19 @@ pub async fn serve(
         std::thread::Builder::new()
             .name(format!("wasmfc-http-{index}"))
             .spawn(move || {
+                if let Some(core) = core
+                    && !core_affinity::set_for_current(core)
+                {
+                    tracing::debug!(cpu = core.id, "could not pin a serving thread");
+                }
                 runtime.block_on(serve_connections(rx, service, counter));
                 drop(done_tx);
             })?;
-        workers.push(Worker { connections: tx, open });
+        workers.push(Worker {
+            connections: tx,
+            open,
+            cpu: core.map(|c| c.id),
+        });
         stopped.push(done_rx);
     }
 
@@ -95,7 +128,8 @@ pub async fn serve(
                 continue;
             }
         };
-        let Some(worker) = workers.iter().min_by_key(|w| w.open.load(Ordering::Relaxed)) else {
+        let incoming = socket2::SockRef::from(&stream).cpu_affinity().ok();
+        let Some(worker) = place(&workers, incoming) else {
             break;
         };
         worker.open.fetch_add(1, Ordering::Relaxed);
@@ -114,6 +148,32 @@ pub async fn serve(
     }
     outcome
 }
+
+/// Chooses the serving thread for a connection whose packets arrive on
+/// core `incoming` (`SO_INCOMING_CPU`: on loopback the client's core, on a
+/// NIC its receive queue's).
+///
+/// The thread pinned to that core is preferred: a client that stays on its
+/// core then hands each request to a thread on the same core and gets the
+/// answer back there, with no wake-up of another core between (on this
+/// project's VMs such a wake-up costs ~100 µs, more than a warm invoke).
+/// Locality gives way to balance when the local thread already has more
+/// than twice the least-loaded thread's connections (plus a little slack
+/// for the first few): a client that opens many connections from one core
+/// must still get both cores' worth of serving.
+fn place(workers: &[Worker], incoming: Option<usize>) -> Option<&Worker> {
+    let open = |w: &Worker| w.open.load(Ordering::Relaxed);
+    let least = workers.iter().min_by_key(|w| open(w))?;
+    let local = incoming.and_then(|cpu| workers.iter().find(|w| w.cpu == Some(cpu)));
+    match local {
+        Some(w) if open(w) <= 2 * open(least) + LOCALITY_SLACK => Some(w),
+        _ => Some(least),
+    }
+}
+
+/// Connections a core's own thread may take beyond twice the least-loaded
+/// thread's before placement falls back to balance.
+const LOCALITY_SLACK: usize = 4;
 
 /// One serving thread: takes connections from the acceptor and serves each
 /// as a task on this thread, until the acceptor closes the channel; then
@@ -149,4 +209,47 @@ async fn serve_connections(
         });
     }
     graceful.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker(cpu: Option<usize>, open: usize) -> Worker {
+        Worker {
+            connections: mpsc::unbounded_channel().0,
+            open: Arc::new(AtomicUsize::new(open)),
+            cpu,
+        }
+    }
+
+    fn chosen(workers: &[Worker], incoming: Option<usize>) -> Option<usize> {
+        place(workers, incoming).and_then(|w| w.cpu)
+    }
+
+    #[test]
+    fn a_connection_goes_to_the_thread_of_its_core() {
+        let workers = [worker(Some(0), 3), worker(Some(1), 0)];
+        assert_eq!(chosen(&workers, Some(0)), Some(0), "local although busier");
+        assert_eq!(chosen(&workers, Some(1)), Some(1));
+    }
+
+    #[test]
+    fn balance_wins_over_locality_when_the_local_thread_is_much_busier() {
+        let workers = [worker(Some(0), 2 * 3 + LOCALITY_SLACK + 1), worker(Some(1), 3)];
+        assert_eq!(chosen(&workers, Some(0)), Some(1));
+        let workers = [worker(Some(0), 2 * 3 + LOCALITY_SLACK), worker(Some(1), 3)];
+        assert_eq!(chosen(&workers, Some(0)), Some(0), "at the limit locality still holds");
+    }
+
+    #[test]
+    fn unknown_or_unpinned_cores_go_to_the_least_loaded_thread() {
+        let workers = [worker(Some(0), 2), worker(Some(1), 1)];
+        assert_eq!(chosen(&workers, None), Some(1));
+        assert_eq!(chosen(&workers, Some(7)), Some(1), "a core without a serving thread");
+        let unpinned = [worker(None, 2), worker(None, 1)];
+        let least = place(&unpinned, Some(0)).map(|w| w.open.load(Ordering::Relaxed));
+        assert_eq!(least, Some(1));
+        assert!(place(&[], Some(0)).is_none());
+    }
 }

@@ -91,6 +91,13 @@ pub struct ServeCommand {
     #[arg(long)]
     pub http_threads: Option<usize>,
 
+    /// Do not pin the serving threads to cores. Pinned (the default when
+    /// there are no more threads than cores), each connection is served on
+    /// the core its packets arrive on, which spares a request the wake-up of
+    /// another core; unpinned, the kernel places the threads.
+    #[arg(long)]
+    pub no_http_pinning: bool,
+
     /// Hours a finished task stays readable before it is purged.
     #[arg(long, default_value_t = 72)]
     pub task_retention_hours: u64,
@@ -113,7 +120,11 @@ impl ServeCommand {
         let threads = self
             .http_threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        crate::api::listener::serve(listener, crate::api::service(state), threads, shutdown_signal()).await?;
+        let placement = crate::api::listener::Placement {
+            threads,
+            pin: !self.no_http_pinning,
+        };
+        crate::api::listener::serve(listener, crate::api::service(state), placement, shutdown_signal()).await?;
         tracing::info!("shut down");
         Ok(())
     }

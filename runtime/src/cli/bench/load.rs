@@ -112,7 +112,9 @@ pub async fn run(
     });
     let started = Instant::now();
     let mut finished = Vec::with_capacity(threads);
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
     for thread in 0..threads {
+        let core = cores.get(thread).copied();
         // Spread the connections evenly: the first `connections % threads`
         // threads take one more.
         let mine = connections / threads + usize::from(thread < connections % threads);
@@ -121,6 +123,11 @@ pub async fn run(
         std::thread::Builder::new()
             .name(format!("bench-load-{thread}"))
             .spawn(move || {
+                // Pinned, as `wrk` is run under `taskset`: a loop thread that
+                // stays on its core lets the server answer on that core.
+                if let Some(core) = core {
+                    core_affinity::set_for_current(core);
+                }
                 let outcome = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()

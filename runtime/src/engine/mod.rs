@@ -195,6 +195,13 @@ impl Engine {
             .wasm_component_model(true)
             .max_wasm_stack(1 << 20)
             .async_stack_size(2 << 20);
+        // `WASMFC_PERFMAP=1` writes /tmp/perf-<pid>.map so that `perf`
+        // names the guests' compiled functions (as `wasmtime serve
+        // --profile=perfmap` does); off by default, it costs a write per
+        // loaded module.
+        if std::env::var_os("WASMFC_PERFMAP").is_some() {
+            wt.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
 
         let n = config.max_instances.max(1);
         let mut pool = PoolingAllocationConfig::new();

@@ -20,6 +20,10 @@ use crate::pool::PooledInvocation;
 use crate::registry::ResolvedFunction;
 use crate::scheduler::Submission;
 
+/// Headers of a successful sync response: content type, the six
+/// `X-Fc-*` facts, the start kind, the log tail and the request id.
+const RESPONSE_HEADERS: usize = 10;
+
 /// FC's log tail is the last 4 KB.
 const LOG_TAIL_BYTES: usize = 4096;
 
@@ -164,12 +168,18 @@ pub(super) fn request_context(resolved: &ResolvedFunction) -> InvocationContext 
 fn render(resolved: &ResolvedFunction, outcome: &PooledInvocation, tail: bool) -> Response {
     let inv = &outcome.invocation;
     let mut resp = match &inv.result {
-        Ok(out) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/octet-stream")],
-            out.clone(),
-        )
-            .into_response(),
+        Ok(out) => {
+            let mut r = Response::new(axum::body::Body::from(out.clone()));
+            // Room for every header this response carries (the request id
+            // is added by the caller), so the map is allocated once instead
+            // of growing twice.
+            r.headers_mut().reserve(RESPONSE_HEADERS);
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            r
+        }
         Err(InvokeError::Capacity(msg)) => {
             return ApiError::new(StatusCode::TOO_MANY_REQUESTS, "ResourceThrottled", msg.clone()).into_response();
         }

@@ -164,6 +164,39 @@ fn wit_context(ctx: &InvocationContext, memory_limit_mb: u64) -> WitContext {
     }
 }
 
+/// Brings `slot`'s context record up to date with `ctx` without allocating
+/// where the strings fit (see `EventInstance::wit_ctx`).
+fn reuse_wit_context<'a>(
+    slot: &'a mut Option<WitContext>,
+    ctx: &InvocationContext,
+    memory_limit_mb: u64,
+) -> &'a WitContext {
+    fn assign(to: &mut String, from: &str) {
+        if to != from {
+            to.clear();
+            to.push_str(from);
+        }
+    }
+    match slot {
+        Some(w) => {
+            assign(&mut w.request_id, &ctx.request_id);
+            assign(&mut w.service_name, &ctx.service);
+            assign(&mut w.function_name, &ctx.function);
+            assign(&mut w.qualifier, &ctx.qualifier);
+            assign(&mut w.version_id, &ctx.version_id);
+            w.deadline_ms = ctx.deadline_unix_ms;
+            w.memory_limit_mb = memory_limit_mb.min(u32::MAX as u64) as u32;
+            match (&mut w.task_id, &ctx.task_id) {
+                (Some(to), Some(from)) => assign(to, from),
+                (to, from) => to.clone_from(from),
+            }
+            w.attempt = ctx.attempt;
+            w
+        }
+        None => slot.insert(wit_context(ctx, memory_limit_mb)),
+    }
+}
+
 fn new_instance_id() -> String {
     format!("inst-{}", &uuid::Uuid::new_v4().simple().to_string()[..20])
 }
@@ -183,6 +216,11 @@ pub struct EventInstance {
     handler: handler::Guest,
     capture: Capture,
     memory_limit_mb: u64,
+    /// The context record passed to the last call, kept so the next call
+    /// rewrites its strings in place: service, function, qualifier and
+    /// version rarely change between calls of one instance, and building
+    /// the record afresh was five string copies per invocation.
+    wit_ctx: Option<WitContext>,
 }
 
 pub struct CommandInstance {
@@ -371,6 +409,7 @@ impl GuestInstance {
                     handler: guest,
                     capture,
                     memory_limit_mb: settings.memory_limit_mb,
+                    wit_ctx: None,
                 }))
             }
         }
@@ -442,10 +481,10 @@ impl EventInstance {
         self.store.set_epoch_deadline(1);
         self.store
             .epoch_deadline_callback(epoch_callback(ctx.stop.clone(), ctx.deadline));
-        let wit_ctx = wit_context(ctx, self.memory_limit_mb);
+        let wit_ctx = reuse_wit_context(&mut self.wit_ctx, ctx, self.memory_limit_mb);
 
         let end = race(
-            self.handler.call_handle(&mut self.store, &wit_ctx, &event),
+            self.handler.call_handle(&mut self.store, wit_ctx, &event),
             &ctx.stop,
             ctx.deadline,
         )
@@ -554,4 +593,40 @@ fn last_line(log: &[u8]) -> String {
         .chars()
         .take(512)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn context(request: &str, qualifier: &str, task: Option<&str>, attempt: u32) -> InvocationContext {
+        InvocationContext::new(
+            request.into(),
+            "svc".into(),
+            "fn".into(),
+            qualifier.into(),
+            "3".into(),
+            Duration::from_secs(5),
+            task.map(str::to_string),
+            attempt,
+            StopHandle::new(),
+        )
+    }
+
+    #[test]
+    fn a_reused_context_record_matches_a_fresh_one() {
+        let mut slot = None;
+        let calls = [
+            context("req-1", "LATEST", None, 0),
+            context("req-2-longer", "prod", Some("task-a"), 1),
+            context("r3", "prod", Some("task-bb"), 2),
+            context("r4", "LATEST", None, 0),
+        ];
+        for ctx in &calls {
+            let reused = format!("{:?}", reuse_wit_context(&mut slot, ctx, 128));
+            assert_eq!(reused, format!("{:?}", wit_context(ctx, 128)));
+        }
+    }
 }

@@ -15,6 +15,8 @@
 //! Commands (WASI preview-1 modules) run `_start` once per instance, so each
 //! of their invocations is a cold start by nature.
 
+use std::borrow::Borrow;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -78,7 +80,7 @@ impl StartKind {
 /// Identifies one function version's instances. The function's id and
 /// modification time are part of it, so an update never serves old
 /// settings from a warm instance.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone)]
 pub struct PoolKey {
     pub service: String,
     pub function: String,
@@ -96,6 +98,75 @@ impl PoolKey {
             function_id: resolved.function.spec.function_id.clone(),
             last_modified: resolved.function.spec.last_modified.clone(),
         }
+    }
+}
+
+/// The fields of a pool key, owned ([`PoolKey`]) or borrowed from a
+/// [`ResolvedFunction`]. The function map is looked up on every invocation;
+/// looking it up through borrowed fields spares building an owned key (four
+/// string copies) each time.
+trait KeyFields {
+    fn fields(&self) -> (&str, &str, Option<u64>, &str, &str);
+}
+
+impl KeyFields for PoolKey {
+    fn fields(&self) -> (&str, &str, Option<u64>, &str, &str) {
+        (
+            &self.service,
+            &self.function,
+            self.version,
+            &self.function_id,
+            &self.last_modified,
+        )
+    }
+}
+
+impl KeyFields for ResolvedFunction {
+    fn fields(&self) -> (&str, &str, Option<u64>, &str, &str) {
+        let spec = &self.function.spec;
+        (
+            &self.service,
+            &spec.name,
+            self.version,
+            &spec.function_id,
+            &spec.last_modified,
+        )
+    }
+}
+
+impl Hash for dyn KeyFields + '_ {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.fields().hash(state);
+    }
+}
+
+impl PartialEq for dyn KeyFields + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.fields() == other.fields()
+    }
+}
+
+impl Eq for dyn KeyFields + '_ {}
+
+// An owned key hashes and compares as its fields do, so that a map keyed by
+// `PoolKey` can be searched with any `KeyFields`.
+impl Hash for PoolKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (self as &dyn KeyFields).hash(state);
+    }
+}
+
+impl PartialEq for PoolKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.fields() == other.fields()
+    }
+}
+
+impl Eq for PoolKey {}
+
+impl<'a> Borrow<dyn KeyFields + 'a> for PoolKey {
+    fn borrow(&self) -> &(dyn KeyFields + 'a) {
+        self
     }
 }
 
@@ -241,15 +312,14 @@ impl Pool {
     }
 
     fn function_pool(&self, resolved: &ResolvedFunction) -> Arc<FunctionPool> {
-        let key = PoolKey::of(resolved);
         // A shared lock for the common case (the pool exists); `entry`
         // takes the shard's write lock.
-        if let Some(fp) = self.inner.functions.get(&key) {
+        if let Some(fp) = self.inner.functions.get(resolved as &dyn KeyFields) {
             return fp.clone();
         }
         self.inner
             .functions
-            .entry(key)
+            .entry(PoolKey::of(resolved))
             .or_insert_with(|| {
                 let spec = &resolved.function.spec;
                 Arc::new(FunctionPool {
@@ -511,7 +581,7 @@ impl Pool {
 
     /// Provisioned instances of `resolved`: (live, busy).
     pub fn provisioned(&self, resolved: &ResolvedFunction) -> (u64, u64) {
-        match self.inner.functions.get(&PoolKey::of(resolved)) {
+        match self.inner.functions.get(resolved as &dyn KeyFields) {
             Some(fp) => (
                 fp.provisioned.live.load(Ordering::Relaxed),
                 fp.provisioned.busy.load(Ordering::Relaxed),

@@ -20,9 +20,10 @@ use crate::pool::PooledInvocation;
 use crate::registry::ResolvedFunction;
 use crate::scheduler::Submission;
 
-/// Headers of a successful sync response: content type, the six
-/// `X-Fc-*` facts, the start kind, the log tail and the request id.
-const RESPONSE_HEADERS: usize = 10;
+/// Headers of a successful sync response: content type, five `X-Fc-*`
+/// facts (duration, version, memory, code checksum, instance id), the start
+/// kind, the log tail and the request id.
+const RESPONSE_HEADERS: usize = 9;
 
 /// FC's log tail is the last 4 KB.
 const LOG_TAIL_BYTES: usize = 4096;

@@ -91,12 +91,13 @@ pub struct PoolKey {
 
 impl PoolKey {
     pub fn of(resolved: &ResolvedFunction) -> PoolKey {
+        let (service, function, version, function_id, last_modified) = resolved.fields();
         PoolKey {
-            service: resolved.service.clone(),
-            function: resolved.function.spec.name.clone(),
-            version: resolved.version,
-            function_id: resolved.function.spec.function_id.clone(),
-            last_modified: resolved.function.spec.last_modified.clone(),
+            service: service.to_string(),
+            function: function.to_string(),
+            version,
+            function_id: function_id.to_string(),
+            last_modified: last_modified.to_string(),
         }
     }
 }
@@ -158,7 +159,7 @@ impl Hash for PoolKey {
 
 impl PartialEq for PoolKey {
     fn eq(&self, other: &Self) -> bool {
-        self.fields() == other.fields()
+        (self as &dyn KeyFields) == (other as &dyn KeyFields)
     }
 }
 

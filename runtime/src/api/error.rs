@@ -79,7 +79,7 @@ impl IntoResponse for ApiError {
         });
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Ok(v) = HeaderValue::from_str(&request_id) {
-            resp.headers_mut().insert("x-fc-request-id", v);
+            resp.headers_mut().insert(super::headers::REQUEST_ID, v);
         }
         resp
     }

@@ -10,19 +10,18 @@
 //! (percent-escapes, empty segments), goes to the router, which serves
 //! InvokeFunction too.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
 use tower::{Service, ServiceExt};
 
-use super::fc::{QueryMap, Scope};
+use super::fc::{QueryMap, invoke_function, split_service_segment};
 use super::{SharedState, read_signed_body, with_request_id};
 
 /// The router, with InvokeFunction served in front of it. Cheap to clone.
@@ -41,16 +40,15 @@ impl Front {
     /// every request of a connection); the router is cloned only for the
     /// requests it serves.
     pub fn handle(&self, req: Request) -> Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>> {
-        match invocation_target(req.method(), req.uri().path()) {
-            Some((service, function)) => {
-                let state = self.state.clone();
-                // The handler's future is boxed where it is made: wrapped
-                // unboxed, its several KB would be copied at each wrapping
-                // and again into the outer box (a visible memcpy per request).
-                let serve = Box::pin(invoke(state, service, function, req));
-                Box::pin(with_request_id(serve).map(Ok))
-            }
-            None => Box::pin(self.router.clone().oneshot(req)),
+        if invocation_target(req.method(), req.uri().path()).is_some() {
+            let state = self.state.clone();
+            // The handler's future is boxed where it is made: wrapped
+            // unboxed, its several KB would be copied at each wrapping
+            // and again into the outer box (a visible memcpy per request).
+            let serve = Box::pin(invoke(state, req));
+            Box::pin(with_request_id(serve).map(Ok))
+        } else {
+            Box::pin(self.router.clone().oneshot(req))
         }
     }
 }
@@ -72,43 +70,53 @@ impl Service<Request> for Front {
 /// `POST /{2016-08-15|2021-04-06}/services/{service}/functions/{function}/invocations`
 /// → (service segment, function), when every segment is plain (no
 /// percent-escapes to decode, none empty).
-fn invocation_target(method: &Method, path: &str) -> Option<(String, String)> {
-    if method != Method::POST || path.contains('%') {
+fn invocation_target<'a>(method: &Method, path: &'a str) -> Option<(&'a str, &'a str)> {
+    if method != Method::POST {
         return None;
     }
-    let mut segments = path.strip_prefix('/')?.split('/');
-    let api = segments.next()?;
-    if api != "2016-08-15" && api != "2021-04-06" {
+    // Byte by byte: these paths are short, and `str::split`'s searcher cost
+    // more per call than this whole scan.
+    let rest = path
+        .strip_prefix("/2016-08-15/services/")
+        .or_else(|| path.strip_prefix("/2021-04-06/services/"))?;
+    let (service, rest) = next_segment(rest)?;
+    let (function, rest) = next_segment(rest.strip_prefix("functions/")?)?;
+    if rest != "invocations" || service.is_empty() || function.is_empty() || path.as_bytes().contains(&b'%') {
         return None;
     }
-    let (Some("services"), Some(service), Some("functions"), Some(function), Some("invocations"), None) = (
-        segments.next(),
-        segments.next(),
-        segments.next(),
-        segments.next(),
-        segments.next(),
-        segments.next(),
-    ) else {
-        return None;
-    };
-    if service.is_empty() || function.is_empty() {
-        return None;
-    }
-    Some((service.to_string(), function.to_string()))
+    Some((service, function))
 }
 
-async fn invoke(state: SharedState, service: String, function: String, req: Request) -> Response {
+/// `segment/rest` → (segment, rest).
+fn next_segment(path: &str) -> Option<(&str, &str)> {
+    let slash = path.bytes().position(|b| b == b'/')?;
+    Some((&path[..slash], &path[slash + 1..]))
+}
+
+/// Serves a request `invocation_target` matched. The path's parts are
+/// borrowed from the request as it is served, not copied.
+async fn invoke(state: SharedState, req: Request) -> Response {
     let limit = state.limits.sync_payload;
     let (parts, body) = match read_signed_body(&state, req, limit).await {
         Ok(read) => read,
         Err(refused) => return refused,
     };
-    let params = HashMap::from([("service".to_string(), service), ("function".to_string(), function)]);
-    let scope = match Scope::new(params, QueryMap::from_uri(&parts.uri)) {
-        Ok(scope) => scope,
+    let Some((segment, function)) = invocation_target(&parts.method, parts.uri.path()) else {
+        // `Front::handle` matched this very path before the body was read.
+        return super::ApiError::internal("InvokeFunction", "the invocation path no longer matches").into_response();
+    };
+    let (service, path_qualifier) = match split_service_segment(segment) {
+        Ok(split) => split,
         Err(e) => return e.into_response(),
     };
-    super::fc::invoke(State(state), scope, parts.headers, body)
+    // `?qualifier=` only when the path has none; most invocations carry no
+    // query string, so none is parsed.
+    let query = match (path_qualifier, parts.uri.query()) {
+        (None, Some(_)) => Some(QueryMap::from_uri(&parts.uri)),
+        _ => None,
+    };
+    let qualifier = path_qualifier.or_else(|| query.as_ref().and_then(|q| q.get("qualifier")));
+    invoke_function(&state, service, qualifier, function, &parts.headers, body)
         .await
         .into_response()
 }
@@ -122,15 +130,19 @@ mod tests {
         let post = Method::POST;
         assert_eq!(
             invocation_target(&post, "/2016-08-15/services/svc.prod/functions/f/invocations"),
-            Some(("svc.prod".into(), "f".into()))
+            Some(("svc.prod", "f"))
         );
         assert_eq!(
             invocation_target(&post, "/2021-04-06/services/svc/functions/f-1/invocations"),
-            Some(("svc".into(), "f-1".into()))
+            Some(("svc", "f-1"))
         );
         for path in [
             "/2016-08-15/services/svc/functions/f/invocations/",
             "/2016-08-15/services/svc/functions//invocations",
+            "/2016-08-15/services//functions/f/invocations",
+            "/2016-08-15/services/svc/x/functions/f/invocations",
+            "/2016-08-15/services/svc/functions/f/invocationsx",
+            "/2016-08-15/services/svc/functions/f/invocations%2f",
             "/2016-08-15/services/s%76c/functions/f/invocations",
             "/2017-01-01/services/svc/functions/f/invocations",
             "/2016-08-15/services/svc/functions/f",

@@ -14,6 +14,7 @@ mod durable;
 pub mod error;
 mod fc;
 mod front;
+pub(crate) mod headers;
 pub mod listener;
 
 use std::sync::Arc;
@@ -132,7 +133,7 @@ pub(crate) fn with_request_id(serve: impl Future<Output = Response>) -> impl Fut
     let header = HeaderValue::from_str(&id).ok();
     error::REQUEST_ID.scope(id, serve).map(move |mut resp| {
         if let Some(v) = header {
-            resp.headers_mut().insert("x-fc-request-id", v);
+            resp.headers_mut().insert(headers::REQUEST_ID, v);
         }
         resp
     })

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::Scope;
 use crate::api::error::current_request_id;
-use crate::api::{ApiError, ApiResult, SharedState};
+use crate::api::{ApiError, ApiResult, SharedState, headers};
 use crate::engine::{InvocationContext, InvokeError, StopHandle};
 use crate::pool::PooledInvocation;
 use crate::registry::ResolvedFunction;
@@ -28,7 +28,7 @@ const RESPONSE_HEADERS: usize = 9;
 /// FC's log tail is the last 4 KB.
 const LOG_TAIL_BYTES: usize = 4096;
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -40,7 +40,7 @@ pub enum InvocationType {
 }
 
 pub fn invocation_type(headers: &HeaderMap) -> Result<InvocationType, ApiError> {
-    match header_str(headers, "x-fc-invocation-type") {
+    match header_str(headers, &headers::INVOCATION_TYPE) {
         None | Some("") => Ok(InvocationType::Sync),
         Some(v) if v.eq_ignore_ascii_case("sync") => Ok(InvocationType::Sync),
         Some(v) if v.eq_ignore_ascii_case("async") => Ok(InvocationType::Async),
@@ -56,16 +56,35 @@ pub async fn invoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let kind = invocation_type(&headers)?;
-    let resolved = app
-        .registry
-        .resolve(&scope.service, scope.qualifier(), scope.function())?;
+    invoke_function(
+        &app,
+        &scope.service,
+        scope.qualifier(),
+        scope.function(),
+        &headers,
+        body,
+    )
+    .await
+}
+
+/// InvokeFunction of the function named by its parts: the router's handler
+/// above, and the front's matcher, which has no `Scope` to build.
+pub async fn invoke_function(
+    app: &SharedState,
+    service: &str,
+    qualifier: Option<&str>,
+    function: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let kind = invocation_type(headers)?;
+    let resolved = app.registry.resolve(service, qualifier, function)?;
     match kind {
-        InvocationType::Sync => Ok(invoke_sync(&app, &resolved, &headers, body).await),
+        InvocationType::Sync => Ok(invoke_sync(app, &resolved, headers, body).await),
         InvocationType::Async => {
-            check_async_size(&app, body.len())?;
+            check_async_size(app, body.len())?;
             // Boxed so that its (larger) future does not size the sync path's.
-            Box::pin(invoke_async(&app, &resolved, &headers, body, "event")).await
+            Box::pin(invoke_async(app, &resolved, headers, body, "event")).await
         }
     }
 }
@@ -95,13 +114,13 @@ pub(super) async fn invoke_async(
 ) -> ApiResult<Response> {
     let spec = &resolved.function.spec;
     let policy = app.scheduler.policy(&resolved.service, &spec.name, &resolved.qualifier);
-    let stateful = match header_str(headers, "x-fc-stateful-async-invocation-enable") {
+    let stateful = match header_str(headers, &headers::STATEFUL_ASYNC_ENABLE) {
         Some(v) if v.eq_ignore_ascii_case("true") => true,
         Some(v) if v.eq_ignore_ascii_case("false") => false,
         _ => policy.stateful,
     };
     // A header that is present but empty is an (invalid) empty id.
-    let id = header_str(headers, "x-fc-stateful-async-invocation-id").map(str::to_string);
+    let id = header_str(headers, &headers::STATEFUL_ASYNC_ID).map(str::to_string);
     let (_, id) = app
         .scheduler
         .submit(Submission {
@@ -119,7 +138,7 @@ pub(super) async fn invoke_async(
         .map_err(super::tasks::submit_error)?;
     let mut resp = StatusCode::ACCEPTED.into_response();
     if stateful && let Ok(v) = HeaderValue::from_str(&id) {
-        resp.headers_mut().insert("x-fc-stateful-async-invocation-id", v);
+        resp.headers_mut().insert(headers::STATEFUL_ASYNC_ID, v);
     }
     Ok(resp)
 }
@@ -138,14 +157,14 @@ async fn invoke_sync(app: &SharedState, resolved: &ResolvedFunction, headers: &H
     // skips idle instances and reloads the compiled code from its on-disk
     // artifact: what the first invocation after a restart or a scale to zero
     // costs.
-    let force_cold = header_str(headers, "x-wasmfc-start").is_some_and(|v| v.eq_ignore_ascii_case("cold"));
+    let force_cold = header_str(headers, &headers::WASMFC_START).is_some_and(|v| v.eq_ignore_ascii_case("cold"));
     let outcome = if force_cold {
         Box::pin(app.pool.invoke_cold(resolved, &ctx, body)).await
     } else {
         app.pool.invoke(resolved, &ctx, body).await
     };
     app.metrics.record_invocation(resolved, &outcome);
-    let tail = header_str(headers, "x-fc-log-type").is_some_and(|v| v.eq_ignore_ascii_case("tail"));
+    let tail = header_str(headers, &headers::LOG_TYPE).is_some_and(|v| v.eq_ignore_ascii_case("tail"));
     render(resolved, &outcome, tail)
 }
 
@@ -189,47 +208,63 @@ fn render(resolved: &ResolvedFunction, outcome: &PooledInvocation, tail: bool) -
             let body = json!({ "errorMessage": e.to_string(), "errorType": e.error_type() });
             let mut r = (StatusCode::OK, axum::Json(body)).into_response();
             r.headers_mut()
-                .insert("x-fc-error-type", HeaderValue::from_static(e.fc_error_type()));
+                .insert(headers::ERROR_TYPE, HeaderValue::from_static(e.fc_error_type()));
             r
         }
     };
     let h = resp.headers_mut();
     h.insert(
-        HeaderName::from_static("x-fc-invocation-duration"),
+        headers::INVOCATION_DURATION,
         HeaderValue::from(inv.duration.as_millis() as u64),
     );
-    h.insert(
-        HeaderName::from_static("x-fc-start-type"),
-        HeaderValue::from_static(outcome.start.as_str()),
-    );
+    h.insert(headers::START_TYPE, HeaderValue::from_static(outcome.start.as_str()));
     let version = match resolved.version {
         None => HeaderValue::from_static("LATEST"),
         Some(v) => HeaderValue::from(v),
     };
-    h.insert(HeaderName::from_static("x-fc-invocation-service-version"), version);
-    let mut set = |name: &'static str, value: &str| {
+    h.insert(headers::SERVICE_VERSION, version);
+    h.insert(headers::MAX_MEMORY_USAGE, mebibytes_2dp(inv.peak_memory_bytes));
+    let mut set = |name: HeaderName, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {
-            h.insert(HeaderName::from_static(name), v);
+            h.insert(name, v);
         }
     };
-    set("x-fc-max-memory-usage", &mebibytes_2dp(inv.peak_memory_bytes));
-    set("x-fc-code-checksum", &resolved.function.spec.code_checksum);
-    set("x-fc-instance-id", &inv.instance_id);
+    set(headers::CODE_CHECKSUM, &resolved.function.spec.code_checksum);
+    set(headers::INSTANCE_ID, &inv.instance_id);
     if tail {
         set(
-            "x-fc-log-result",
+            headers::LOG_RESULT,
             &base64::engine::general_purpose::STANDARD.encode(inv.log_tail(LOG_TAIL_BYTES)),
         );
     }
     resp
 }
 
-/// Bytes as MiB with two decimals (FC's `X-Fc-Max-Memory-Usage`), in
-/// integer arithmetic: float formatting was a visible share of a warm
-/// invoke's CPU.
-fn mebibytes_2dp(bytes: u64) -> String {
-    let hundredths = (bytes as u128 * 100 + (1 << 19)) >> 20;
-    format!("{}.{:02}", hundredths / 100, hundredths % 100)
+/// Bytes as MiB with two decimals (FC's `X-Fc-Max-Memory-Usage`), written
+/// digit by digit: float formatting, and then `format!`, were each a
+/// visible share of a warm invoke's CPU.
+fn mebibytes_2dp(bytes: u64) -> HeaderValue {
+    let mut hundredths = (bytes as u128 * 100 + (1 << 19)) >> 20;
+    // u64::MAX bytes is 1.8e15 hundredths of a MiB: 16 digits and a point.
+    let mut text = [0u8; 24];
+    let mut at = text.len();
+    let mut push = |byte: u8| {
+        at -= 1;
+        text[at] = byte;
+    };
+    for _ in 0..2 {
+        push(b'0' + (hundredths % 10) as u8);
+        hundredths /= 10;
+    }
+    push(b'.');
+    loop {
+        push(b'0' + (hundredths % 10) as u8);
+        hundredths /= 10;
+        if hundredths == 0 {
+            break;
+        }
+    }
+    HeaderValue::from_bytes(&text[at..]).unwrap_or_else(|_| HeaderValue::from_static("0.00"))
 }
 
 #[cfg(test)]
@@ -242,5 +277,7 @@ mod tests {
         assert_eq!(mebibytes_2dp(1 << 20), "1.00");
         assert_eq!(mebibytes_2dp(1_179_648), "1.13");
         assert_eq!(mebibytes_2dp(5 << 19), "2.50");
+        assert_eq!(mebibytes_2dp(1234 << 20), "1234.00");
+        assert_eq!(mebibytes_2dp(u64::MAX), "17592186044416.00");
     }
 }

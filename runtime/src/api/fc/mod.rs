@@ -27,7 +27,7 @@ use super::{ApiError, SharedState};
 use crate::registry::{ListQuery, etag};
 
 pub use functions::DOWNLOAD_PREFIX;
-pub(super) use invoke::invoke;
+pub(super) use invoke::invoke_function;
 
 pub fn routes() -> Router<SharedState> {
     Router::new()
@@ -233,23 +233,25 @@ impl Scope {
     /// The scope of path parameters `params` (`service` still in its
     /// `svc[.qualifier]` form) and the query string.
     pub fn new(params: HashMap<String, String>, query: QueryMap) -> Result<Scope, ApiError> {
-        let raw = params.get("service").cloned().unwrap_or_default();
-        // Service names cannot contain '.', so the first one starts the
-        // qualifier.
-        let (service, path_qualifier) = match raw.split_once('.') {
-            Some((s, q)) => (s.to_string(), Some(q.to_string())),
-            None => (raw, None),
-        };
-        if path_qualifier.as_deref() == Some("") {
-            return Err(ApiError::invalid("empty qualifier after '.' in the service segment"));
-        }
-        let qualifier = path_qualifier.or_else(|| query.get("qualifier").map(str::to_string));
+        let raw = params.get("service").map(String::as_str).unwrap_or_default();
+        let (service, path_qualifier) = split_service_segment(raw)?;
+        let qualifier = path_qualifier.or_else(|| query.get("qualifier")).map(str::to_string);
         Ok(Scope {
-            service,
+            service: service.to_string(),
             qualifier,
             params,
             query,
         })
+    }
+}
+
+/// The service segment of a path, `svc` or `svc.qualifier`, split in two.
+/// Service names cannot contain '.', so the first one starts the qualifier.
+pub fn split_service_segment(raw: &str) -> Result<(&str, Option<&str>), ApiError> {
+    match raw.split_once('.') {
+        Some((_, "")) => Err(ApiError::invalid("empty qualifier after '.' in the service segment")),
+        Some((service, qualifier)) => Ok((service, Some(qualifier))),
+        None => Ok((raw, None)),
     }
 }
 

@@ -18,7 +18,7 @@ use http_body_util::BodyExt;
 use super::Scope;
 use super::invoke::{InvocationType, check_async_size, invocation_type, request_context};
 use crate::api::auth::{self, AuthError};
-use crate::api::{ApiError, ApiResult, AppState, SharedState};
+use crate::api::{ApiError, ApiResult, AppState, SharedState, headers};
 use crate::engine::{GuestKind, HttpBodyError, InvokeError, RecordedRequest};
 use crate::registry::ResolvedFunction;
 use crate::scheduler::HTTP_KIND;
@@ -78,7 +78,7 @@ async fn serve_request(app: &SharedState, scope: Scope, req: Request) -> ApiResu
     }
     let tail = req
         .headers()
-        .get("x-fc-log-type")
+        .get(headers::LOG_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("tail"));
     let guest_request = guest_request(req)?;
@@ -189,22 +189,22 @@ async fn invoke(
         }
     };
     let h = resp.headers_mut();
-    let mut set = |name: &'static str, value: &str| {
+    let mut set = |name: HeaderName, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {
-            h.insert(HeaderName::from_static(name), v);
+            h.insert(name, v);
         }
     };
-    set("x-fc-code-checksum", &spec.code_checksum);
+    set(headers::CODE_CHECKSUM, &spec.code_checksum);
     if !served.instance_id.is_empty() {
-        set("x-fc-instance-id", &served.instance_id);
+        set(headers::INSTANCE_ID, &served.instance_id);
     }
-    set("x-fc-invocation-service-version", &resolved.version_label());
-    set("x-fc-start-type", served.start.as_str());
+    set(headers::SERVICE_VERSION, &resolved.version_label());
+    set(headers::START_TYPE, served.start.as_str());
     // What the guest logged before it answered (FC's last 4 KB).
     if log_tail && let Some(log) = &served.log {
         use base64::Engine as _;
         let tail = base64::engine::general_purpose::STANDARD.encode(log.log_tail(4096));
-        set("x-fc-log-result", &tail);
+        set(headers::LOG_RESULT, &tail);
     }
     resp
 }

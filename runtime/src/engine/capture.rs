@@ -104,7 +104,12 @@ impl Capture {
         if b.log_dropped > 0 {
             log.extend_from_slice(format!("[wasmfc: {} earlier bytes of output dropped]\n", b.log_dropped).as_bytes());
         }
-        log.extend(b.log.drain(..));
+        // Slice by slice: extending from `drain(..)` moved the bytes one
+        // at a time.
+        let (front, back) = b.log.as_slices();
+        log.extend_from_slice(front);
+        log.extend_from_slice(back);
+        b.log.clear();
         b.log_dropped = 0;
         let result = b.result.as_mut().map(|r| Bytes::from(std::mem::take(r)));
         let result_overflowed = std::mem::take(&mut b.result_overflowed);

@@ -191,27 +191,24 @@ pub(crate) async fn read_signed_body(
 
 /// A body's bytes, refused beyond `limit`. A body that arrives in one
 /// frame (an event sent with its request head, the usual case) is returned
-/// as that frame, not copied through `Collected`'s queue.
+/// as that frame; `collect()` would first queue it in a `Collected`, an
+/// allocation per request (~400 instructions of a warm invoke's ~40k).
 async fn collect_within(body: Body, limit: usize) -> Result<Bytes, axum::BoxError> {
     let mut body = http_body_util::Limited::new(body, limit);
-    let mut first: Option<Bytes> = None;
-    let mut joined: Option<bytes::BytesMut> = None;
+    let mut only: Option<Bytes> = None;
+    let mut joined = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame?.into_data() else {
             continue; // trailers: not part of an event
         };
-        match (&mut joined, first.take()) {
-            (Some(joined), _) => joined.extend_from_slice(&data),
-            (None, None) => first = Some(data),
-            (None, Some(earlier)) => {
-                let mut both = bytes::BytesMut::with_capacity(earlier.len() + data.len());
-                both.extend_from_slice(&earlier);
-                both.extend_from_slice(&data);
-                joined = Some(both);
-            }
+        if only.is_none() && joined.is_empty() {
+            only = Some(data);
+        } else {
+            joined.extend_from_slice(&only.take().unwrap_or_default());
+            joined.extend_from_slice(&data);
         }
     }
-    Ok(joined.map(bytes::BytesMut::freeze).or(first).unwrap_or_default())
+    Ok(only.unwrap_or_else(|| joined.freeze()))
 }
 
 pub(crate) fn check_signature(

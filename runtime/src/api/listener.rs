@@ -34,6 +34,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
+use super::batched_writes::{BatchedIo, round_releaser};
 use super::front::Front;
 
 /// One serving thread as the acceptor sees it.
@@ -52,6 +53,9 @@ pub struct Placement {
     /// Pin thread `i` to the `i`-th core this process may run on (only when
     /// there are no more threads than cores).
     pub pin: bool,
+    /// Send the answers of one round of ready connections together (see
+    /// [`super::batched_writes`]).
+    pub batch_writes: bool,
 }
 
 /// Serves `service` on `listener` until `shutdown` resolves, then lets open
@@ -90,7 +94,7 @@ pub async fn serve(
                 {
                     tracing::debug!(cpu = core.id, "could not pin a serving thread");
                 }
-                runtime.block_on(serve_connections(rx, service, counter));
+                runtime.block_on(serve_connections(rx, service, counter, placement.batch_writes));
                 drop(done_tx);
             })?;
         workers.push(Worker {
@@ -182,7 +186,9 @@ async fn serve_connections(
     mut incoming: mpsc::UnboundedReceiver<std::net::TcpStream>,
     service: Front,
     open: Arc<AtomicUsize>,
+    batch_writes: bool,
 ) {
+    let releaser = batch_writes.then(|| tokio::spawn(round_releaser()));
     let graceful = GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
     while let Some(stream) = incoming.recv().await {
@@ -198,7 +204,7 @@ async fn serve_connections(
         let hyper_service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
             service.handle(req.map(Body::new))
         });
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), hyper_service);
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(BatchedIo::new(stream)), hyper_service);
         let connection = graceful.watch(connection.into_owned());
         let open = open.clone();
         tokio::spawn(async move {
@@ -209,6 +215,9 @@ async fn serve_connections(
         });
     }
     graceful.shutdown().await;
+    if let Some(releaser) = releaser {
+        releaser.abort();
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //!    request's signature before anything else happens.
 
 pub mod auth;
+mod batched_writes;
 mod durable;
 pub mod error;
 mod fc;

@@ -98,6 +98,13 @@ pub struct ServeCommand {
     #[arg(long)]
     pub no_http_pinning: bool,
 
+    /// Write each answer as soon as it is ready. By default a serving
+    /// thread holds the answers of the connections it is serving until it
+    /// has run every ready one, and sends them together: a client on the
+    /// same host then wakes once per burst instead of once per answer.
+    #[arg(long)]
+    pub no_write_batching: bool,
+
     /// Hours a finished task stays readable before it is purged.
     #[arg(long, default_value_t = 72)]
     pub task_retention_hours: u64,
@@ -123,6 +130,7 @@ impl ServeCommand {
         let placement = crate::api::listener::Placement {
             threads,
             pin: !self.no_http_pinning,
+            batch_writes: !self.no_write_batching,
         };
         crate::api::listener::serve(listener, crate::api::service(state), placement, shutdown_signal()).await?;
         tracing::info!("shut down");

@@ -53,6 +53,10 @@ pub struct StartsArgs {
     /// Where to write the latency chart.
     #[arg(long, default_value = "wasmfc-bench-starts.svg")]
     pub svg: PathBuf,
+    /// An extra flag for the wasmfc server under test (repeat for more),
+    /// e.g. `--server-flag=--no-write-batching` to compare a setting.
+    #[arg(long = "server-flag", allow_hyphen_values = true)]
+    pub server_flags: Vec<String>,
 }
 
 const SERVICE: &str = "bench";
@@ -74,7 +78,9 @@ pub async fn run(args: StartsArgs) -> anyhow::Result<()> {
     step("starting servers");
     let baseline = ChildServer::baseline().await?;
     let max = (args.provisioned + 64).max(1000).to_string();
-    let server = ChildServer::wasmfc(&["--max-instances".into(), max]).await?;
+    let mut serve_args = vec!["--max-instances".to_string(), max];
+    serve_args.extend(args.server_flags.iter().cloned());
+    let server = ChildServer::wasmfc(&serve_args).await?;
     let client = server.client();
     let wasm_path = args.common.guest(&args.guest);
     deploy(&client, SERVICE, "f", &wasm_path, None).await?;

@@ -21,6 +21,10 @@
 //! autoscaler, the pool's reaper) stays on the main runtime: it is started
 //! there, and orchestrations, which API requests wake, are spawned on the
 //! handle the orchestration engine was started on.
+//!
+//! Each thread also batches its writes (unless `--no-write-batching`): the
+//! answers of one pass over its ready connections leave together, so a
+//! client on the same host wakes once per burst (see [`super::batched_writes`]).
 
 use std::io;
 use std::sync::Arc;

@@ -45,12 +45,11 @@ struct Round {
     /// Counts ended rounds; a connection held in round `n` may write once
     /// this has moved past `n`.
     number: u64,
-    /// The connection tasks held in this round.
+    /// The connection tasks held in this round; the first one pushed
+    /// wakes the releaser.
     held: Vec<Waker>,
     /// The thread's releaser task; `None` on threads without one.
     releaser: Option<Waker>,
-    /// Whether the releaser has been woken for this round already.
-    releaser_woken: bool,
 }
 
 impl Round {
@@ -59,7 +58,6 @@ impl Round {
             number: 0,
             held: Vec::new(),
             releaser: None,
-            releaser_woken: false,
         }
     }
 }
@@ -90,10 +88,9 @@ pub async fn round_releaser() {
             if !round.releaser.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                 round.releaser = Some(cx.waker().clone());
             }
-            if !round.releaser_woken {
+            if round.held.is_empty() {
                 return Vec::new();
             }
-            round.releaser_woken = false;
             round.number += 1;
             std::mem::take(&mut round.held)
         });
@@ -137,10 +134,10 @@ impl<S> BatchedIo<S> {
             Gate::Open => Poll::Ready(()),
             Gate::AfterRead | Gate::Held(_) => ROUND.with(|round| {
                 let mut round = round.borrow_mut();
-                let Some(releaser) = round.releaser.clone() else {
+                if round.releaser.is_none() {
                     self.gate = Gate::Open;
                     return Poll::Ready(());
-                };
+                }
                 match self.gate {
                     Gate::Held(number) if number != round.number => {
                         self.gate = Gate::Open;
@@ -151,10 +148,10 @@ impl<S> BatchedIo<S> {
                     Gate::Held(_) => return Poll::Pending,
                     _ => {}
                 }
+                let first = round.held.is_empty();
                 round.held.push(cx.waker().clone());
                 self.gate = Gate::Held(round.number);
-                if !round.releaser_woken {
-                    round.releaser_woken = true;
+                if first && let Some(releaser) = round.releaser.clone() {
                     drop(round);
                     releaser.wake();
                 }
@@ -199,7 +196,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for BatchedIo<S> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // Whatever was held is written before the close.
+        // A close after a read waits for the round like a write, so it
+        // does not overtake the answers held with it.
         std::task::ready!(self.poll_gate(cx));
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
@@ -233,8 +231,7 @@ mod tests {
     #[test]
     fn without_a_releaser_writes_go_out_at_once() {
         serving_thread().block_on(async {
-            let (client, server) = duplex(64);
-            let mut client = client;
+            let (mut client, server) = duplex(64);
             client.write_all(b"a").await.expect("send");
             let _server = echo_once(BatchedIo::new(server)).await;
             let mut answer = [0u8; 1];

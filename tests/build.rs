@@ -19,6 +19,7 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ("echo-wasi", "wasm32-wasip1", "ECHO_WASI"),
     ("http-hello", "wasm32-wasip2", "HTTP_HELLO"),
     ("http-echo", "wasm32-wasip2", "HTTP_ECHO"),
+    ("http-fetch", "wasm32-wasip2", "HTTP_FETCH"),
     ("square", "wasm32-wasip2", "SQUARE"),
     ("hello-sequence", "wasm32-wasip2", "HELLO_SEQUENCE"),
     ("approval", "wasm32-wasip2", "APPROVAL"),

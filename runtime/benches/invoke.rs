@@ -51,7 +51,7 @@ fn invoke(c: &mut Criterion) {
         env: vec![],
         memory_limit_mb: 128,
         run_initializer: false,
-        allowed_outbound_hosts: Arc::from(Vec::<String>::new()),
+        allowed_outbound_hosts: Arc::default(),
     });
     let event = Bytes::from_static(b"bench");
 

@@ -68,11 +68,18 @@ pub struct ServerOptions {
     pub credentials: Option<(String, String)>,
     /// Extra `wasmfc serve` arguments.
     pub args: Vec<String>,
+    /// The address to listen on (default `127.0.0.1:0`).
+    pub listen: Option<String>,
 }
 
 impl ServerOptions {
     pub fn arg(mut self, a: impl Into<String>) -> Self {
         self.args.push(a.into());
+        self
+    }
+
+    pub fn listen(mut self, addr: &str) -> Self {
+        self.listen = Some(addr.into());
         self
     }
 
@@ -86,6 +93,8 @@ impl ServerOptions {
 pub struct Server {
     pub base: String,
     pub port: u16,
+    /// `http://host:port` of `--metrics-listen`, when given.
+    pub metrics_base: Option<String>,
     child: Option<Child>,
     data: PathBuf,
     _tmp: Option<tempfile::TempDir>,
@@ -100,6 +109,7 @@ impl Server {
         let mut s = Server {
             base: String::new(),
             port: 0,
+            metrics_base: None,
             child: None,
             data,
             _tmp: Some(tmp),
@@ -131,9 +141,13 @@ impl Server {
             .open(self.data.with_extension("log"))
             .unwrap();
         let mut cmd = Command::new(wasmfc_bin());
+        let host = match &self.options.listen {
+            Some(addr) => addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h).to_string(),
+            None => "127.0.0.1".to_string(),
+        };
         cmd.arg("serve")
             .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
+            .arg(format!("{host}:{port}"))
             .arg("--data-dir")
             .arg(&self.data)
             // Each slot reserves address space; tests need few.
@@ -152,11 +166,15 @@ impl Server {
         let mut child = cmd.spawn().expect("spawning wasmfc");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let metrics = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let metrics_seen = metrics.clone();
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
             while let Some(Ok(line)) = lines.next() {
                 if let Some(addr) = line.strip_prefix("wasmfc listening on ") {
                     let _ = tx.send(addr.to_string());
+                } else if let Some(url) = line.strip_prefix("wasmfc metrics on ") {
+                    *metrics_seen.lock().unwrap() = url.strip_suffix("/metrics").map(str::to_string);
                 }
             }
         });
@@ -164,6 +182,8 @@ impl Server {
             .await
             .unwrap()
             .unwrap_or_else(|_| panic!("wasmfc did not start; log:\n{}", self.log()));
+        // The metrics line, when there is one, comes before the listening line.
+        self.metrics_base = metrics.lock().unwrap().clone();
         self.port = base.rsplit(':').next().unwrap().parse().unwrap();
         self.base = base;
         self.child = Some(child);
@@ -421,10 +441,50 @@ pub fn sign_fc(
     let canonical: String = fc.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
     let raw_path = path.split('?').next().unwrap();
     let resource = percent_encoding::percent_decode_str(raw_path).decode_utf8_lossy();
-    let sts = format!("{method}\n\n{content_type}\n{date}\n{canonical}{resource}");
+    let content_md5 = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-md5"))
+        .map_or("", |(_, v)| *v);
+    let sts = format!("{method}\n{content_md5}\n{content_type}\n{date}\n{canonical}{resource}");
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(sk.as_bytes()).unwrap();
     mac.update(sts.as_bytes());
     format!("FC {ak}:{}", b64(&mac.finalize().into_bytes()))
+}
+
+/// Base64 of the MD5 of `body`: a `Content-MD5` header's value.
+pub fn content_md5(body: &[u8]) -> String {
+    use md5::Digest as _;
+    b64(&md5::Md5::digest(body))
+}
+
+/// Sends `request` (raw bytes) on a new connection to `port` and reads
+/// until the server closes it or `within` passes; answers what was read
+/// and whether the server closed the connection.
+pub async fn raw_exchange(port: u16, request: &[u8], within: Duration) -> (String, bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connecting");
+    stream.write_all(request).await.expect("sending");
+    let mut got = Vec::new();
+    let closed = tokio::time::timeout(within, async {
+        let mut buf = [0u8; 8192];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .is_ok();
+    (String::from_utf8_lossy(&got).into_owned(), closed)
+}
+
+/// The JSON body of a raw HTTP/1.1 answer (after the head).
+pub fn raw_json_body(answer: &str) -> Value {
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("answer body is not JSON ({e}): {answer}"))
 }
 
 /// A response, fully read.

@@ -74,6 +74,13 @@ pub enum AuthError {
     BodyHashMismatch,
     #[error("the request time is missing or more than 15 minutes away from the server time")]
     Skewed,
+    #[error("the body does not match its Content-MD5 header")]
+    ContentMd5Mismatch,
+    #[error(
+        "this server is reachable beyond loopback, so a request with a body must sign the body: \
+         use ACS3-HMAC-SHA256, or the FC scheme with a Content-MD5 header"
+    )]
+    UnsignedBody,
 }
 
 impl AuthError {
@@ -84,7 +91,63 @@ impl AuthError {
             AuthError::Missing | AuthError::Malformed(_) => "AccessDenied",
             AuthError::Skewed => "RequestTimeTooSkewed",
             AuthError::BadSignature | AuthError::BodyHashMismatch => "SignatureNotMatch",
+            AuthError::ContentMd5Mismatch => "InvalidDigest",
+            AuthError::UnsignedBody => "AccessDenied",
         }
+    }
+
+    /// The HTTP status of this failure: a body that does not match its own
+    /// digest is a bad request; everything else is a refused signature.
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            AuthError::ContentMd5Mismatch => http::StatusCode::BAD_REQUEST,
+            _ => http::StatusCode::FORBIDDEN,
+        }
+    }
+}
+
+/// Which signature scheme a request was verified with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// `FC <ak>:<sig>`: signs Content-MD5 (when sent) but not the body.
+    Fc,
+    /// `ACS3-HMAC-SHA256`: signs the body's SHA-256.
+    Acs3,
+    /// `acs <ak>:<sig>`: signs Content-MD5 (when sent) but not the body.
+    AcsV2,
+}
+
+/// A request whose signature holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub access_key_id: String,
+    pub scheme: Scheme,
+}
+
+impl Verified {
+    /// Whether the signature binds the body: ACS3 always; the other
+    /// schemes only through a Content-MD5 header that matched the body
+    /// (`md5_matched`, from [`check_content_md5`]).
+    pub fn binds_body(&self, md5_matched: bool) -> bool {
+        self.scheme == Scheme::Acs3 || md5_matched
+    }
+}
+
+/// Compares a request's `Content-MD5` header (base64 of the body's MD5, RFC
+/// 1864), when it has one, with the body. `Ok(true)`: present and matching;
+/// `Ok(false)`: absent. Both FC schemes sign this header, so a matching one
+/// is what binds a signature to the body.
+pub fn check_content_md5(headers: &HeaderMap, body: &[u8]) -> Result<bool, AuthError> {
+    use md5::Digest as _;
+    let Some(sent) = headers.get("content-md5") else {
+        return Ok(false);
+    };
+    let digest = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(body));
+    let sent = sent.to_str().map_err(|_| AuthError::ContentMd5Mismatch)?.trim();
+    if same(&digest, sent) {
+        Ok(true)
+    } else {
+        Err(AuthError::ContentMd5Mismatch)
     }
 }
 
@@ -128,25 +191,26 @@ fn form_decode(s: &str) -> String {
     decode(&s.replace('+', " "))
 }
 
-/// Verifies `req` against `creds`; returns the access key id.
+/// Verifies `req` against `creds`; returns the access key id and scheme.
 pub fn verify(
     creds: &Credentials,
     req: &SignedRequest<'_>,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<String, AuthError> {
+) -> Result<Verified, AuthError> {
     let auth = header(req.headers, "authorization");
     if auth.is_empty() {
         return Err(AuthError::Missing);
     }
-    if let Some(rest) = auth.strip_prefix("FC ") {
-        verify_fc(creds, req, rest, now)
+    let (scheme, verified) = if let Some(rest) = auth.strip_prefix("FC ") {
+        (Scheme::Fc, verify_fc(creds, req, rest, now))
     } else if let Some(rest) = auth.strip_prefix("ACS3-HMAC-SHA256 ") {
-        verify_acs3(creds, req, rest, now)
+        (Scheme::Acs3, verify_acs3(creds, req, rest, now))
     } else if let Some(rest) = auth.strip_prefix("acs ") {
-        verify_acs_v2(creds, req, rest, now)
+        (Scheme::AcsV2, verify_acs_v2(creds, req, rest, now))
     } else {
-        Err(AuthError::Malformed("unknown signature scheme".into()))
-    }
+        return Err(AuthError::Malformed("unknown signature scheme".into()));
+    };
+    verified.map(|access_key_id| Verified { access_key_id, scheme })
 }
 
 fn check_http_date(date: &str, now: chrono::DateTime<chrono::Utc>) -> Result<(), AuthError> {
@@ -461,7 +525,10 @@ mod tests {
             body: Some(b""),
         };
         let now = at("Sun, 22 Nov 2026 10:54:24 GMT");
-        assert_eq!(verify(&creds(), &req, now), Ok("testAK".into()));
+        assert_eq!(
+            verify(&creds(), &req, now).map(|v| v.access_key_id),
+            Ok("testAK".into())
+        );
         // The same request an hour later is refused.
         let later = now + chrono::Duration::hours(1);
         assert_eq!(verify(&creds(), &req, later), Err(AuthError::Skewed));
@@ -561,7 +628,10 @@ mod tests {
             headers: &h,
             body: Some(body),
         };
-        assert_eq!(verify(&creds(), &req, now), Ok("testAK".into()));
+        assert_eq!(
+            verify(&creds(), &req, now).map(|v| v.access_key_id),
+            Ok("testAK".into())
+        );
         req.body = Some(br#"{"description":"evil"}"#);
         assert_eq!(verify(&creds(), &req, now), Err(AuthError::BodyHashMismatch));
     }

@@ -172,15 +172,6 @@ fn store_error(e: impl std::fmt::Display) -> Response {
     server_error(&e.to_string(), "System.Exception")
 }
 
-/// Where this request came from (`scheme://host`), for management URLs.
-fn origin(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("127.0.0.1");
-    format!("http://{host}")
-}
-
 /// What must be escaped in a path segment of a management URL.
 const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
     .add(b' ')
@@ -331,7 +322,9 @@ async fn dispatch(state: SharedState, root: &str, req: Request) -> Response {
     };
     let segs = segments(parts.uri.path(), root);
     let q = Query::parse(parts.uri.query());
-    let base = format!("{}{root}", origin(&parts.headers));
+    // Management URLs are built on `--public-url`, not on the request's
+    // Host header, which any client can set.
+    let base = format!("{}{root}", state.public_url);
     let durable = &state.durable;
     let lower: Vec<String> = segs.iter().map(|s| s.to_ascii_lowercase()).collect();
     let lower: Vec<&str> = lower.iter().map(String::as_str).collect();

@@ -108,9 +108,12 @@ impl From<RegistryError> for ApiError {
                 },
                 msg,
             ),
+            HttpTriggerExists { .. } => ApiError::new(StatusCode::CONFLICT, "TriggerAlreadyExists", msg),
             NotEmpty(_) => ApiError::new(StatusCode::BAD_REQUEST, "ResourceNotEmpty", msg),
             PreconditionFailed => ApiError::new(StatusCode::PRECONDITION_FAILED, "PreconditionFailed", msg),
-            CodeTooLarge(_) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "EntityTooLarge", msg),
+            CodeTooLarge(_) | UnpackedCodeTooLarge { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "EntityTooLarge", msg)
+            }
             Store(e) => ApiError::internal("store", e),
             Io(e) => ApiError::internal("code storage", e),
             Engine(e) => ApiError::internal("engine", e),

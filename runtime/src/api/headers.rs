@@ -29,3 +29,41 @@ pub const CODE_CHECKSUM: HeaderName = HeaderName::from_static("x-fc-code-checksu
 pub const INSTANCE_ID: HeaderName = HeaderName::from_static("x-fc-instance-id");
 pub const LOG_RESULT: HeaderName = HeaderName::from_static("x-fc-log-result");
 pub const ERROR_TYPE: HeaderName = HeaderName::from_static("x-fc-error-type");
+
+/// The value of header `name` as text, or `None` when it is absent.
+///
+/// A header that is present but not visible ASCII is a 400 that names it,
+/// never "absent": read as absent, a task id with one non-ASCII byte would
+/// become a server-made id (and a client retrying it would create a new
+/// task each time), and `X-Fc-Invocation-Type: ésync` would run the
+/// default way.
+pub(crate) fn text<'a>(
+    headers: &'a axum::http::HeaderMap,
+    name: &HeaderName,
+) -> Result<Option<&'a str>, super::ApiError> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(value) => value.to_str().map(Some).map_err(|_| {
+            super::ApiError::invalid(format!("header {name} is not valid: its value must be visible ASCII"))
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderMap, HeaderValue};
+
+    use super::*;
+
+    #[test]
+    fn a_present_header_that_is_not_ascii_is_an_error_naming_it() {
+        let mut h = HeaderMap::new();
+        assert_eq!(text(&h, &INVOCATION_TYPE).unwrap(), None);
+        h.insert(INVOCATION_TYPE, HeaderValue::from_static("Async"));
+        assert_eq!(text(&h, &INVOCATION_TYPE).unwrap(), Some("Async"));
+        h.insert(INVOCATION_TYPE, HeaderValue::from_bytes("ésync".as_bytes()).unwrap());
+        let err = text(&h, &INVOCATION_TYPE).unwrap_err();
+        assert_eq!(err.status, axum::http::StatusCode::BAD_REQUEST);
+        assert!(err.message.contains("x-fc-invocation-type"), "{}", err.message);
+    }
+}

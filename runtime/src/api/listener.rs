@@ -25,6 +25,14 @@
 //! Each thread also batches its writes (unless `--no-write-batching`): the
 //! answers of one pass over its ready connections leave together, so a
 //! client on the same host wakes once per burst (see [`super::batched_writes`]).
+//!
+//! Every connection is bounded: its request heads must arrive within
+//! `--header-read-timeout-secs` (which also closes a keep-alive connection
+//! idle that long), its bodies must keep arriving ([`super::timed_body`]),
+//! and one client address holds at most `--max-connections-per-ip` at once
+//! ([`super::connection_slots`]). hyper's own answers to unparseable
+//! requests get FC error bodies ([`super::parse_errors`]); with
+//! `--tls-cert`/`--tls-key` the connection is TLS ([`super::tls`]).
 
 use std::io;
 use std::sync::Arc;
@@ -32,26 +40,33 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
 use super::batched_writes::{BatchedIo, round_releaser};
+use super::connection_slots::{ConnectionSlots, Slot};
 use super::front::Front;
+use super::parse_errors::FcParseErrors;
+use super::timed_body::{BodyTimeouts, TimedBody};
+
+/// An accepted connection on its way to a serving thread.
+type Accepted = (std::net::TcpStream, Slot);
 
 /// One serving thread as the acceptor sees it.
 struct Worker {
-    connections: mpsc::UnboundedSender<std::net::TcpStream>,
+    connections: mpsc::UnboundedSender<Accepted>,
     /// Connections open on this thread, for least-loaded placement.
     open: Arc<AtomicUsize>,
     /// The CPU this thread is pinned to, if pinned.
     cpu: Option<usize>,
 }
 
-/// How many serving threads, and whether they are pinned to cores.
-#[derive(Debug, Clone, Copy)]
+/// How connections are served: how many serving threads, whether they
+/// are pinned to cores, and the bounds every connection is held to.
+#[derive(Clone)]
 pub struct Placement {
     pub threads: usize,
     /// Pin thread `i` to the `i`-th core this process may run on (only when
@@ -60,6 +75,13 @@ pub struct Placement {
     /// Send the answers of one round of ready connections together (see
     /// [`super::batched_writes`]).
     pub batch_writes: bool,
+    /// A request head must arrive within this (and an idle keep-alive
+    /// connection is closed after it).
+    pub header_read_timeout: Duration,
+    pub body_timeouts: BodyTimeouts,
+    pub max_connections_per_ip: usize,
+    /// Serve TLS on every connection.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Serves `service` on `listener` until `shutdown` resolves, then lets open
@@ -71,6 +93,7 @@ pub async fn serve(
     placement: Placement,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    let slots = ConnectionSlots::new(placement.max_connections_per_ip);
     let mut workers = Vec::with_capacity(placement.threads);
     let mut stopped = Vec::with_capacity(placement.threads);
     let threads = placement.threads.max(1);
@@ -90,6 +113,7 @@ pub async fn serve(
         let service = service.clone();
         let counter = open.clone();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let options = placement.clone();
         std::thread::Builder::new()
             .name(format!("wasmfc-http-{index}"))
             .spawn(move || {
@@ -98,7 +122,7 @@ pub async fn serve(
                 {
                     tracing::debug!(cpu = core.id, "could not pin a serving thread");
                 }
-                runtime.block_on(serve_connections(rx, service, counter, placement.batch_writes));
+                runtime.block_on(serve_connections(rx, service, counter, options));
                 drop(done_tx);
             })?;
         workers.push(Worker {
@@ -116,8 +140,8 @@ pub async fn serve(
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
-        let stream = match accepted {
-            Ok((stream, _peer)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors and the like: back off rather than
                 // spin; the listener itself stays usable.
@@ -126,6 +150,16 @@ pub async fn serve(
                 continue;
             }
         };
+        let Some(slot) = slots.take(peer.ip()) else {
+            tracing::warn!(%peer, limit = slots.per_ip(), "refused a connection: too many open from this address");
+            // Best effort: the socket's send buffer is empty, so the short
+            // answer fits; the connection is closed either way.
+            let _ = stream.try_write(&super::connection_slots::refusal(slots.per_ip()));
+            continue;
+        };
+        // No Nagle: a streamed (chunked) response ends with a small final
+        // write that would otherwise wait for the client's delayed ACK
+        // (~40 ms), which was the p99 of HTTP-trigger responses.
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
@@ -141,7 +175,7 @@ pub async fn serve(
             break;
         };
         worker.open.fetch_add(1, Ordering::Relaxed);
-        if worker.connections.send(stream).is_err() {
+        if worker.connections.send((stream, slot)).is_err() {
             // Only a panic ends a serving thread before shutdown.
             outcome = Err(io::Error::other("an HTTP serving thread has stopped"));
             break;
@@ -187,15 +221,20 @@ const LOCALITY_SLACK: usize = 4;
 /// as a task on this thread, until the acceptor closes the channel; then
 /// waits for open connections to finish their requests.
 async fn serve_connections(
-    mut incoming: mpsc::UnboundedReceiver<std::net::TcpStream>,
+    mut incoming: mpsc::UnboundedReceiver<Accepted>,
     service: Front,
     open: Arc<AtomicUsize>,
-    batch_writes: bool,
+    options: Placement,
 ) {
-    let releaser = batch_writes.then(|| tokio::spawn(round_releaser()));
+    let releaser = options.batch_writes.then(|| tokio::spawn(round_releaser()));
     let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
-    while let Some(stream) = incoming.recv().await {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout);
+    let builder = Arc::new(builder);
+    while let Some((stream, slot)) = incoming.recv().await {
         let stream = match tokio::net::TcpStream::from_std(stream) {
             Ok(stream) => stream,
             Err(e) => {
@@ -204,23 +243,62 @@ async fn serve_connections(
                 continue;
             }
         };
-        let service = service.clone();
-        let hyper_service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-            service.handle(req.map(Body::new))
-        });
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(BatchedIo::new(stream)), hyper_service);
-        let connection = graceful.watch(connection.into_owned());
+        let served = Served {
+            service: service.clone(),
+            builder: builder.clone(),
+            graceful: graceful.watcher(),
+            body_timeouts: options.body_timeouts,
+        };
+        let tls = options.tls.clone();
+        let handshake_timeout = options.header_read_timeout;
         let open = open.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            let io = BatchedIo::new(stream);
+            match tls {
+                None => served.run(io).await,
+                Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(io)).await {
+                    Ok(Ok(tls)) => served.run(tls).await,
+                    Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!("TLS handshake timed out"),
+                },
             }
+            drop(slot);
             open.fetch_sub(1, Ordering::Relaxed);
         });
     }
     graceful.shutdown().await;
     if let Some(releaser) = releaser {
         releaser.abort();
+    }
+}
+
+/// What serving one connection needs, whatever its transport.
+struct Served {
+    service: Front,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    graceful: hyper_util::server::graceful::Watcher,
+    body_timeouts: BodyTimeouts,
+}
+
+impl Served {
+    async fn run<IO>(self, io: IO)
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Served {
+            service,
+            builder,
+            graceful,
+            body_timeouts,
+        } = self;
+        let hyper_service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            service.handle(req.map(|body| Body::new(TimedBody::new(body, body_timeouts))))
+        });
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(FcParseErrors::new(io)), hyper_service);
+        let connection = graceful.watch(connection.into_owned());
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "connection ended with an error");
+        }
     }
 }
 

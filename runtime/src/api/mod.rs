@@ -11,12 +11,16 @@
 
 pub mod auth;
 mod batched_writes;
+mod connection_slots;
 mod durable;
 pub mod error;
 mod fc;
 mod front;
 pub(crate) mod headers;
 pub mod listener;
+mod parse_errors;
+pub mod timed_body;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -39,7 +43,8 @@ use crate::registry::Registry;
 use crate::scheduler::Scheduler;
 use auth::Credentials;
 
-/// Request-size limits.
+/// Request-size limits: the only ones a request body meets (the router's
+/// own default limit is switched off, so none of axum's applies after ours).
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Sync invocation payload (FC: 6 MB).
@@ -50,13 +55,27 @@ pub struct Limits {
     pub management_body: usize,
 }
 
-impl Default for Limits {
-    fn default() -> Self {
+/// Room a management body has beyond its base64 code: the function's
+/// settings, environment and description.
+const MANAGEMENT_SLACK: usize = 1 << 20;
+
+impl Limits {
+    /// The limits of a server that accepts code packages of up to
+    /// `max_code_bytes` (`--max-code-size-mb`): a CreateFunction body
+    /// carries the package base64-encoded (4/3 of its size) in JSON.
+    pub fn for_code_size(max_code_bytes: u64) -> Limits {
+        let base64 = usize::try_from(max_code_bytes.div_ceil(3) * 4).unwrap_or(usize::MAX);
         Limits {
             sync_payload: 6 << 20,
             async_payload: 128 << 10,
-            management_body: 96 << 20,
+            management_body: base64.saturating_add(MANAGEMENT_SLACK),
         }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::for_code_size(64 << 20)
     }
 }
 
@@ -73,6 +92,16 @@ pub struct AppState {
     pub limits: Limits,
     /// Signs code-download URLs (GetFunctionCode).
     pub url_secret: String,
+    /// `scheme://host[:port]` clients reach the server at (`--public-url`):
+    /// the base of every URL the server hands out.
+    pub public_url: String,
+    /// Signed requests with a body must sign the body too (ACS3, or FC with
+    /// Content-MD5): on when credentials are set and the server listens
+    /// beyond loopback, unless `--allow-unsigned-bodies`.
+    pub require_signed_bodies: bool,
+    /// `/metrics` is served on its own listener (`--metrics-listen`), not
+    /// on the API's.
+    pub metrics_apart: bool,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -83,18 +112,35 @@ pub fn service(state: SharedState) -> Front {
     Front::new(state.clone(), router(state))
 }
 
+/// `/metrics` alone, for `--metrics-listen`: unsigned (a Prometheus
+/// scraper cannot sign), so it is meant for a loopback or internal address.
+pub fn metrics_router(state: SharedState) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(crate::metrics::render))
+        .fallback(not_found)
+        .layer(middleware::from_fn(request_id))
+        .with_state(state)
+}
+
 /// Builds the whole router.
 pub fn router(state: SharedState) -> Router {
     let fc_routes = fc::routes();
-    Router::new()
+    let mut routes = Router::new()
         .nest("/2016-08-15", fc_routes.clone())
         .nest("/2021-04-06", fc_routes)
         .merge(fc::download_routes())
         .merge(fc::proxy_routes())
-        .merge(durable::routes())
-        .route("/metrics", axum::routing::get(crate::metrics::render))
+        .merge(durable::routes());
+    if !state.metrics_apart {
+        routes = routes.route("/metrics", axum::routing::get(crate::metrics::render));
+    }
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Bodies are buffered within our own limits by `body_and_signature`
+        // (and streamed routes bound theirs); axum's 2 MB default would
+        // otherwise refuse larger ones after ours, in plain text.
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(state.clone(), body_and_signature))
         .layer(middleware::from_fn(request_id))
         .with_state(state)
@@ -117,9 +163,61 @@ async fn method_not_allowed(req: Request) -> ApiError {
 }
 
 /// Gives every request an id, answers with it, and makes it available to
-/// error rendering below.
+/// error rendering below. An error answer that is not already FC's JSON
+/// (an extractor's plain-text rejection, an empty status) gets an FC body,
+/// so every error a client sees has `ErrorCode` and `ErrorMessage`; an HTTP
+/// function's own answers pass as the guest wrote them.
 async fn request_id(req: Request, next: Next) -> Response {
-    with_request_id(next.run(req)).await
+    let guest_answer = is_streamed(req.uri().path());
+    with_request_id(async move {
+        let resp = next.run(req).await;
+        if guest_answer {
+            resp
+        } else {
+            with_fc_error_body(resp).await
+        }
+    })
+    .await
+}
+
+/// `resp`, or for an error answer without a JSON body, FC's error with the
+/// same status and the original text as its message.
+async fn with_fc_error_body(resp: Response) -> Response {
+    let status = resp.status();
+    let json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || json {
+        return resp;
+    }
+    let text = axum::body::to_bytes(resp.into_body(), 64 << 10)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let message = if text.trim().is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text.trim().to_string()
+    };
+    ApiError::new(status, error_code_for(status), message).into_response()
+}
+
+/// FC's `ErrorCode` for an error answered only by its status.
+fn error_code_for(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::NOT_FOUND => "PathNotSupported",
+        StatusCode::METHOD_NOT_ALLOWED => "MethodNotAllowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "EntityTooLarge",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "UnsupportedMediaType",
+        StatusCode::REQUEST_TIMEOUT => "RequestTimeout",
+        StatusCode::CONFLICT => "Conflict",
+        StatusCode::GONE => "ResourceGone",
+        StatusCode::TOO_MANY_REQUESTS => "ResourceThrottled",
+        s if s.is_server_error() => "InternalServerError",
+        _ => "InvalidArgument",
+    }
 }
 
 /// Runs `serve` with a fresh request id in scope (see
@@ -151,7 +249,10 @@ fn is_streamed(path: &str) -> bool {
 /// themselves, per trigger (their signature scheme does not cover the body).
 async fn body_and_signature(State(state): State<SharedState>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    if path == "/metrics" || path.starts_with(fc::DOWNLOAD_PREFIX) {
+    // The download URL is its own credential (an HMAC and an expiry);
+    // `/metrics` is signed like every other route when credentials are set
+    // (or served on `--metrics-listen` instead).
+    if path.starts_with(fc::DOWNLOAD_PREFIX) {
         return next.run(req).await;
     }
     let streamed = is_streamed(path);
@@ -184,6 +285,9 @@ pub(crate) async fn read_signed_body(
                 ApiError::too_large(format!("request body is larger than the {limit}-byte limit")).into_response(),
             );
         }
+        Err(e) if timed_body::is_timeout(&*e) => {
+            return Err(ApiError::new(StatusCode::REQUEST_TIMEOUT, "RequestTimeout", e.to_string()).into_response());
+        }
         Err(e) => return Err(ApiError::invalid(format!("cannot read request body: {e}")).into_response()),
     };
     check_signature(state, &parts, Some(&bytes)).map_err(IntoResponse::into_response)?;
@@ -212,11 +316,25 @@ async fn collect_within(body: Body, limit: usize) -> Result<Bytes, axum::BoxErro
     Ok(only.unwrap_or_else(|| joined.freeze()))
 }
 
+/// Checks a buffered request's integrity and signature: its `Content-MD5`
+/// (when sent) against the body, then — with credentials configured — its
+/// signature, and, when the server is reachable beyond loopback, that the
+/// signature binds a non-empty body (else a captured request could be
+/// replayed with another body within the clock-skew window).
 pub(crate) fn check_signature(
     state: &AppState,
     parts: &axum::http::request::Parts,
     body: Option<&[u8]>,
 ) -> Result<(), ApiError> {
+    let refused = |e: auth::AuthError| {
+        state.metrics.auth_failures.inc();
+        tracing::info!(error = %e, path = parts.uri.path(), "refused unsigned or badly signed request");
+        ApiError::new(e.status(), e.code(), e.to_string())
+    };
+    let md5_matched = match body {
+        Some(body) => auth::check_content_md5(&parts.headers, body).map_err(refused)?,
+        None => false,
+    };
     let Some(creds) = &state.credentials else { return Ok(()) };
     let signed = auth::SignedRequest {
         method: parts.method.as_str(),
@@ -225,13 +343,12 @@ pub(crate) fn check_signature(
         headers: &parts.headers,
         body,
     };
-    auth::verify(creds, &signed, chrono::Utc::now())
-        .map(|_| ())
-        .map_err(|e| {
-            state.metrics.auth_failures.inc();
-            tracing::info!(error = %e, path = parts.uri.path(), "refused unsigned or badly signed request");
-            ApiError::new(StatusCode::FORBIDDEN, e.code(), e.to_string())
-        })
+    let verified = auth::verify(creds, &signed, chrono::Utc::now()).map_err(refused)?;
+    let has_body = body.is_some_and(|b| !b.is_empty());
+    if state.require_signed_bodies && has_body && !verified.binds_body(md5_matched) {
+        return Err(refused(auth::AuthError::UnsignedBody));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

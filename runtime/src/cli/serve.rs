@@ -24,6 +24,40 @@ pub struct ServeCommand {
     #[arg(long, default_value = "127.0.0.1:9000")]
     pub listen: SocketAddr,
 
+    /// Serve `/metrics` on this address instead, unsigned (for a Prometheus
+    /// scraper; keep it on loopback or an internal network). Without it,
+    /// `/metrics` is on the API's address and, with --credentials, needs a
+    /// signature like every other route.
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// PEM certificate chain to serve TLS with (needs --tls-key).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Seconds a client may take to send a request head; a keep-alive
+    /// connection idle this long is closed too.
+    #[arg(long, default_value_t = 30)]
+    pub header_read_timeout_secs: u64,
+
+    /// Seconds a request body may go without any data before the request
+    /// fails with 408.
+    #[arg(long, default_value_t = 30)]
+    pub body_idle_timeout_secs: u64,
+
+    /// Seconds a request body may take in all once it waits for data
+    /// (a code upload over a slow link needs the most).
+    #[arg(long, default_value_t = 300)]
+    pub body_read_timeout_secs: u64,
+
+    /// Connections one client address may hold open at once.
+    #[arg(long, default_value_t = 512)]
+    pub max_connections_per_ip: usize,
+
     /// Directory holding the database, uploaded code and compiled-code cache.
     #[arg(long, default_value = "./wasmfc-data")]
     pub data_dir: PathBuf,
@@ -36,6 +70,20 @@ pub struct ServeCommand {
     /// Allow listening on a non-loopback address without credentials.
     #[arg(long)]
     pub insecure_listen_any: bool,
+
+    /// Accept signed requests whose signature does not cover their body
+    /// (the FC scheme without Content-MD5) on a non-loopback address. Only
+    /// behind TLS, where a request cannot be captured and replayed with
+    /// another body.
+    #[arg(long)]
+    pub allow_unsigned_bodies: bool,
+
+    /// The URL clients reach this server at (`scheme://host[:port]`), used
+    /// for the URLs the server hands out: GetFunctionCode's download URL and
+    /// the Durable management URLs. Default: the listen address. Never
+    /// taken from a request's Host header, which any client can set.
+    #[arg(long, value_parser = parse_public_url)]
+    pub public_url: Option<String>,
 
     /// Instances alive at once across all functions (sizes the pooling
     /// allocator's address-space reservation: ~8 GiB of virtual memory each).
@@ -67,6 +115,11 @@ pub struct ServeCommand {
     /// Log bytes kept per invocation (older output is dropped first).
     #[arg(long, default_value_t = 1 << 20)]
     pub log_limit_bytes: usize,
+
+    /// MB of task logs kept in all: past it the oldest tasks' logs are
+    /// dropped first (their results and history stay).
+    #[arg(long, default_value_t = 1024)]
+    pub task_log_budget_mb: u64,
 
     /// Async tasks in flight at once (default: 4 x cores).
     #[arg(long)]
@@ -112,18 +165,33 @@ pub struct ServeCommand {
 
 impl ServeCommand {
     pub async fn run(self) -> anyhow::Result<()> {
-        let state = self.build_state().await?;
+        self.check_exposure()?;
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::api::tls::acceptor(cert, key)?),
+            _ => None,
+        };
         let listener = tokio::net::TcpListener::bind(self.listen)
             .await
             .with_context(|| format!("binding {}", self.listen))?;
         let addr = listener.local_addr()?;
+        let state = self.build_state(addr).await?;
+        if let Some(metrics_addr) = self.metrics_listen {
+            let metrics = tokio::net::TcpListener::bind(metrics_addr)
+                .await
+                .with_context(|| format!("binding --metrics-listen {metrics_addr}"))?;
+            // Printed before the listening line, which scripts wait for.
+            println!("wasmfc metrics on http://{}/metrics", metrics.local_addr()?);
+            let router = crate::api::metrics_router(state.clone());
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(metrics, router).await {
+                    tracing::error!(error = %e, "the metrics listener stopped");
+                }
+            });
+        }
         // Scripts and tests read this line to learn the port.
-        println!("wasmfc listening on http://{addr}");
+        let scheme = if self.tls_cert.is_some() { "https" } else { "http" };
+        println!("wasmfc listening on {scheme}://{addr}");
         tracing::info!(%addr, data_dir = %self.data_dir.display(), auth = state.credentials.is_some(), "serving");
-        // No Nagle: a streamed (chunked) response ends with a small final
-        // write that would otherwise wait for the client's delayed ACK
-        // (~40 ms) — that was the p99 of HTTP-trigger responses. The
-        // listener sets it on every accepted connection.
         let threads = self
             .http_threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -131,28 +199,45 @@ impl ServeCommand {
             threads,
             pin: !self.no_http_pinning,
             batch_writes: !self.no_write_batching,
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs.max(1)),
+            body_timeouts: crate::api::timed_body::BodyTimeouts {
+                idle: Duration::from_secs(self.body_idle_timeout_secs.max(1)),
+                total: Duration::from_secs(self.body_read_timeout_secs.max(1)),
+            },
+            max_connections_per_ip: self.max_connections_per_ip,
+            tls,
         };
         crate::api::listener::serve(listener, crate::api::service(state), placement, shutdown_signal()).await?;
         tracing::info!("shut down");
         Ok(())
     }
 
-    /// Opens the store and starts the engine, pool, scheduler and
-    /// autoscaler: everything the API needs, without a listener (so
-    /// benchmarks can drive the router in-process).
-    pub async fn build_state(&self) -> anyhow::Result<SharedState> {
-        let credentials = self.credentials.as_deref().map(Credentials::load).transpose()?;
-        if credentials.is_none() && !self.listen.ip().is_loopback() && !self.insecure_listen_any {
+    /// Refuses a non-loopback listen address without credentials.
+    fn check_exposure(&self) -> anyhow::Result<()> {
+        if self.credentials.is_none() && !self.listen.ip().is_loopback() && !self.insecure_listen_any {
             anyhow::bail!(
                 "refusing to listen on {} without --credentials: anyone who can reach it could run code. \
                  Configure credentials, listen on loopback, or pass --insecure-listen-any",
                 self.listen
             );
         }
+        Ok(())
+    }
+
+    /// Opens the store and starts the engine, pool, scheduler and
+    /// autoscaler: everything the API needs, without a listener (so
+    /// benchmarks can drive the router in-process). `bound` is the address
+    /// the server listens on, the default of `--public-url`.
+    pub async fn build_state(&self, bound: SocketAddr) -> anyhow::Result<SharedState> {
+        self.check_exposure()?;
+        let credentials = self.credentials.as_deref().map(Credentials::load).transpose()?;
+        let scheme = if self.tls_cert.is_some() { "https" } else { "http" };
+        let public_url = self.public_url.clone().unwrap_or_else(|| format!("{scheme}://{bound}"));
 
         std::fs::create_dir_all(&self.data_dir)
             .with_context(|| format!("creating data dir {}", self.data_dir.display()))?;
         let store = Store::open(&self.data_dir.join("wasmfc.db"), self.durability).context("opening the store")?;
+        store.set_log_budget(self.task_log_budget_mb << 20);
         let engine = Engine::new(EngineConfig {
             cache_dir: self.data_dir.join("cache"),
             max_instances: self.max_instances,
@@ -220,11 +305,27 @@ impl ServeCommand {
             engine,
             metrics,
             credentials,
-            limits: Limits::default(),
+            limits: Limits::for_code_size(self.max_code_size_mb << 20),
             url_secret,
+            public_url,
+            require_signed_bodies: !self.listen.ip().is_loopback() && !self.allow_unsigned_bodies,
+            metrics_apart: self.metrics_listen.is_some(),
         });
         Ok(state)
     }
+}
+
+/// `--public-url`: an absolute http(s) URL with a host and nothing after
+/// it; kept without a trailing slash.
+fn parse_public_url(text: &str) -> Result<String, String> {
+    let uri: http::Uri = text.parse().map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none_or(str::is_empty) {
+        return Err("expected http://host[:port] or https://host[:port]".into());
+    }
+    if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
+        return Err("the public URL is scheme, host and port only, without a path or query".into());
+    }
+    Ok(text.trim_end_matches('/').to_string())
 }
 
 async fn shutdown_signal() {

@@ -13,8 +13,8 @@
 //! run, body included. The request body streams into the guest as it
 //! arrives — nothing is buffered here.
 //!
-//! Outgoing HTTP is denied unless the request's host is on the function's
-//! allow-list ([`InstanceSettings::allowed_outbound_hosts`]).
+//! Outgoing HTTP is denied unless the function's allow-list lets it
+//! ([`InstanceSettings::allowed_outbound_hosts`], [`super::outbound`]).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -34,6 +34,7 @@ use super::instance::{CallEnd, InstanceSettings, classify, race};
 use super::interrupt::epoch_callback;
 use super::invocation::{InvocationContext, InvokeError};
 use super::limits::MemoryLimiter;
+use super::outbound::{self, AllowList, Decision};
 use super::{Engine, Prepared};
 
 /// The error type request and response bodies carry.
@@ -68,18 +69,9 @@ impl WasiHttpView for HttpState {
 }
 
 /// Decides which outgoing requests a guest may make: none, unless the
-/// host is on the function's allow-list (`*` allows every host).
+/// function's allow-list lets them (see [`super::outbound`]).
 struct OutboundPolicy {
-    allowed_hosts: Arc<[String]>,
-}
-
-impl OutboundPolicy {
-    fn allows(&self, host: Option<&str>) -> bool {
-        let Some(host) = host else { return false };
-        self.allowed_hosts
-            .iter()
-            .any(|allowed| allowed == "*" || allowed.eq_ignore_ascii_case(host))
-    }
+    allowed: Arc<AllowList>,
 }
 
 type SendFuture = Box<
@@ -102,18 +94,71 @@ impl WasiHttpHooks for OutboundPolicy {
         fut: Box<dyn Future<Output = Result<(), HttpBodyError>> + Send>,
     ) -> SendFuture {
         _ = fut;
-        if !self.allows(request.uri().host()) {
-            tracing::info!(uri = %request.uri(), "denied an outgoing request: host not on the function's allow-list");
-            return Box::new(async { Err(HttpBodyError::HttpRequestDenied) });
+        let uri = request.uri();
+        let scheme = uri.scheme_str().unwrap_or("http").to_ascii_lowercase();
+        let host = uri.host().unwrap_or_default().to_string();
+        let port = uri.port_u16().or_else(|| outbound::default_port(&scheme));
+        let decision = match port {
+            Some(port) if !host.is_empty() => self.allowed.decide(&scheme, &host, port),
+            _ => Decision::Denied,
+        };
+        let denied = |why: String| -> SendFuture {
+            tracing::info!(%why, "denied an outgoing request");
+            Box::new(async { Err(HttpBodyError::HttpRequestDenied) })
+        };
+        match (decision, port) {
+            (Decision::Named, _) => Box::new(send(request, options)),
+            (Decision::PublicOnly, Some(port)) => Box::new(async move {
+                let addr = match outbound::resolve_public(&host, port).await {
+                    Ok(addr) => addr,
+                    Err(why) => {
+                        tracing::info!(%why, "denied an outgoing request");
+                        return Err(HttpBodyError::HttpRequestDenied);
+                    }
+                };
+                let mut request = request;
+                if scheme == "http" {
+                    // Connect to the address that was checked; the Host
+                    // header still names the host.
+                    pin_authority(&mut request, addr)?;
+                }
+                send(request, options).await
+            }),
+            _ => denied(format!(
+                "{} is not on the function's allowedOutboundHosts",
+                request.uri()
+            )),
         }
-        Box::new(async move {
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = Result<(), HttpBodyError>> + Send>,
-            ))
-        })
     }
+}
+
+/// Points `request` at `addr` (its URI's authority), keeping its path.
+fn pin_authority(request: &mut http::Request<WasiBody>, addr: std::net::SocketAddr) -> Result<(), HttpBodyError> {
+    let mut parts = request.uri().clone().into_parts();
+    parts.authority = Some(
+        addr.to_string()
+            .parse()
+            .map_err(|_| HttpBodyError::HttpRequestUriInvalid)?,
+    );
+    *request.uri_mut() = http::Uri::from_parts(parts).map_err(|_| HttpBodyError::HttpRequestUriInvalid)?;
+    Ok(())
+}
+
+async fn send(
+    request: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+) -> Result<
+    (
+        http::Response<WasiBody>,
+        Box<dyn Future<Output = Result<(), HttpBodyError>> + Send>,
+    ),
+    HttpBodyError,
+> {
+    let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+    Ok((
+        response.map(BodyExt::boxed_unsync),
+        Box::new(io) as Box<dyn Future<Output = Result<(), HttpBodyError>> + Send>,
+    ))
 }
 
 /// An HTTP function's instance recipe: a fresh store per request.
@@ -163,7 +208,7 @@ impl HttpInstance {
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new((self.settings.memory_limit_mb as usize) << 20),
             outbound: OutboundPolicy {
-                allowed_hosts: self.settings.allowed_outbound_hosts.clone(),
+                allowed: self.settings.allowed_outbound_hosts.clone(),
             },
         };
         let mut store = Store::new(self.engine.wasmtime(), state);
@@ -246,24 +291,6 @@ mod tests {
         assert_eq!(req.uri().to_string(), "http://example.test/a?b=1");
         assert_eq!(req.headers()["x-k"], "v");
         assert!(RecordedRequest::decode(b"{").is_err());
-    }
-
-    #[test]
-    fn outbound_is_denied_unless_allowed() {
-        let none = OutboundPolicy {
-            allowed_hosts: Arc::from(Vec::<String>::new()),
-        };
-        assert!(!none.allows(Some("example.com")));
-        let some = OutboundPolicy {
-            allowed_hosts: Arc::from(vec!["api.example.com".to_string()]),
-        };
-        assert!(some.allows(Some("API.example.com")));
-        assert!(!some.allows(Some("example.com")));
-        assert!(!some.allows(None));
-        let all = OutboundPolicy {
-            allowed_hosts: Arc::from(vec!["*".to_string()]),
-        };
-        assert!(all.allows(Some("anything.test")));
     }
 }
 

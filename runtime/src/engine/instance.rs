@@ -60,9 +60,9 @@ pub struct InstanceSettings {
     pub memory_limit_mb: u64,
     /// Run the guest's initializer when an instance is created.
     pub run_initializer: bool,
-    /// Hosts an HTTP function may send requests to (`*`: any); empty
-    /// denies all outgoing HTTP.
-    pub allowed_outbound_hosts: Arc<[String]>,
+    /// Where an HTTP function may send requests (`allowedOutboundHosts`);
+    /// empty denies all outgoing HTTP.
+    pub allowed_outbound_hosts: Arc<super::outbound::AllowList>,
 }
 
 pub(super) enum PreparedTarget {

@@ -27,6 +27,7 @@ mod interrupt;
 mod invocation;
 mod limits;
 mod orchestrator;
+pub mod outbound;
 
 pub use capture::{Capture, Captured};
 pub use http::{HttpBodyError, HttpInstance, RecordedRequest, collect_response};

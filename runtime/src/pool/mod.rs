@@ -331,7 +331,7 @@ impl Pool {
                         env: spec.env.clone(),
                         memory_limit_mb: spec.memory_mb,
                         run_initializer: spec.initializer,
-                        allowed_outbound_hosts: spec.allowed_outbound_hosts.clone().into(),
+                        allowed_outbound_hosts: Arc::new(spec.allowed_outbound_hosts.clone()),
                     }),
                     idle: Mutex::new(Vec::new()),
                     returned: Notify::new(),

@@ -35,13 +35,15 @@ pub struct Package {
     pub wasm: Bytes,
 }
 
-/// Largest wasm we extract from a zip (a zip bomb guard).
-const MAX_WASM_BYTES: u64 = 256 << 20;
-
 /// Splits an uploaded package into the package and its wasm. `handler` names
 /// the file inside a zip (`hello.wasm`, `hello`, or FC-style `index.handler`
 /// → `index.wasm`); a zip holding exactly one `.wasm` needs no name.
-pub fn unpack(package: Bytes, handler: &str) -> Result<Package, RegistryError> {
+///
+/// The wasm is stored and compiled, so its uncompressed size counts against
+/// the code limit `max_bytes` like the package's: inflating stops at the
+/// limit (a zip bomb costs at most `max_bytes` of memory, not what it
+/// claims to expand to).
+pub fn unpack(package: Bytes, handler: &str, max_bytes: u64) -> Result<Package, RegistryError> {
     if package.starts_with(b"\0asm") {
         return Ok(Package {
             wasm: package.clone(),
@@ -89,15 +91,19 @@ pub fn unpack(package: Bytes, handler: &str) -> Result<Package, RegistryError> {
     let file = archive
         .by_name(&name)
         .map_err(|e| RegistryError::InvalidArgument(format!("cannot read {name} from the zip: {e}")))?;
+    let too_large = || RegistryError::UnpackedCodeTooLarge {
+        name: name.clone(),
+        limit_mb: max_bytes >> 20,
+    };
+    if file.size() > max_bytes {
+        return Err(too_large());
+    }
     let mut wasm = Vec::new();
-    file.take(MAX_WASM_BYTES + 1)
+    file.take(max_bytes + 1)
         .read_to_end(&mut wasm)
         .map_err(|e| RegistryError::InvalidArgument(format!("cannot read {name} from the zip: {e}")))?;
-    if wasm.len() as u64 > MAX_WASM_BYTES {
-        return Err(RegistryError::InvalidArgument(format!(
-            "{name} is larger than {} MB",
-            MAX_WASM_BYTES >> 20
-        )));
+    if wasm.len() as u64 > max_bytes {
+        return Err(too_large());
     }
     Ok(Package {
         package,
@@ -154,22 +160,45 @@ mod tests {
 
     const WASM: &[u8] = b"\0asm\x01\0\0\0";
 
+    const LIMIT: u64 = 1 << 20;
+
     #[test]
     fn raw_wasm_is_its_own_package() {
-        let p = unpack(Bytes::from_static(WASM), "index.handler").unwrap();
+        let p = unpack(Bytes::from_static(WASM), "index.handler", LIMIT).unwrap();
         assert_eq!(&p.wasm[..], WASM);
     }
 
     #[test]
     fn zip_picks_the_named_or_only_wasm() {
         let one = zip_of(&[("readme.txt", b"hi"), ("hello.wasm", WASM)]);
-        assert_eq!(&unpack(one, "whatever").unwrap().wasm[..], WASM);
+        assert_eq!(&unpack(one, "whatever", LIMIT).unwrap().wasm[..], WASM);
         let two = zip_of(&[("a.wasm", WASM), ("index.wasm", b"\0asm\x01\0\0\0\0")]);
-        assert_eq!(unpack(two.clone(), "index.handler").unwrap().wasm.len(), 9);
-        assert_eq!(unpack(two.clone(), "a.wasm").unwrap().wasm.len(), 8);
-        assert!(unpack(two, "b").is_err());
-        assert!(unpack(zip_of(&[("x.txt", b"no")]), "x").is_err());
-        assert!(unpack(Bytes::from_static(b"garbage"), "x").is_err());
+        assert_eq!(unpack(two.clone(), "index.handler", LIMIT).unwrap().wasm.len(), 9);
+        assert_eq!(unpack(two.clone(), "a.wasm", LIMIT).unwrap().wasm.len(), 8);
+        assert!(unpack(two, "b", LIMIT).is_err());
+        assert!(unpack(zip_of(&[("x.txt", b"no")]), "x", LIMIT).is_err());
+        assert!(unpack(Bytes::from_static(b"garbage"), "x", LIMIT).is_err());
+    }
+
+    #[test]
+    fn a_zip_bomb_stops_inflating_at_the_limit() {
+        // 4 MiB of zeros deflate to a few KB; the limit is 1 MiB.
+        let mut buf = std::io::Cursor::new(Vec::new());
+        {
+            let mut z = zip::ZipWriter::new(&mut buf);
+            let deflated =
+                zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+            z.start_file("bomb.wasm", deflated).unwrap();
+            let mut wasm = WASM.to_vec();
+            wasm.resize(4 << 20, 0);
+            z.write_all(&wasm).unwrap();
+            z.finish().unwrap();
+        }
+        let zip = Bytes::from(buf.into_inner());
+        assert!(zip.len() < 64 << 10, "{} bytes", zip.len());
+        let err = unpack(zip.clone(), "bomb", LIMIT).unwrap_err();
+        assert!(matches!(err, RegistryError::UnpackedCodeTooLarge { .. }), "{err}");
+        assert_eq!(unpack(zip, "bomb", 8 << 20).unwrap().wasm.len(), 4 << 20);
     }
 
     #[test]

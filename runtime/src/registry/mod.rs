@@ -27,6 +27,7 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 use serde_json::{Map, Value, json};
 
+use crate::engine::outbound::AllowList;
 use crate::engine::{Engine, EngineError, GuestKind};
 use crate::store::{RegistryChange, Store, StoreError};
 use crate::util::{iso_now, now_ms};
@@ -51,12 +52,19 @@ pub enum RegistryError {
     ConfigNotFound(String),
     #[error("{kind} '{name}' already exists")]
     AlreadyExists { kind: &'static str, name: String },
+    #[error(
+        "function '{function}' already has the HTTP trigger '{existing}': a function has one HTTP trigger \
+         (update or delete that one)"
+    )]
+    HttpTriggerExists { function: String, existing: String },
     #[error("{0}")]
     NotEmpty(String),
     #[error("the If-Match etag does not match the current one")]
     PreconditionFailed,
     #[error("code package is larger than the {0} MB limit")]
     CodeTooLarge(u64),
+    #[error("{name} inflates to more than the {limit_mb} MB code limit")]
+    UnpackedCodeTooLarge { name: String, limit_mb: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("code storage failed: {0}")]
@@ -98,9 +106,9 @@ pub struct FunctionSpec {
     pub package_sha256: String,
     pub kind: GuestKind,
     pub last_modified: String,
-    /// Hosts an HTTP function may call (`allowedOutboundHosts`, a wasmfc
-    /// extension); empty: no outgoing HTTP.
-    pub allowed_outbound_hosts: Vec<String>,
+    /// Where an HTTP function may send requests (`allowedOutboundHosts`, a
+    /// wasmfc extension); empty: no outgoing HTTP.
+    pub allowed_outbound_hosts: AllowList,
 }
 
 impl FunctionSpec {
@@ -128,7 +136,8 @@ impl FunctionSpec {
             package_sha256: ext.str("packageSha256")?.unwrap_or_default(),
             kind,
             last_modified: f.str("lastModifiedTime")?.unwrap_or_default(),
-            allowed_outbound_hosts: f.string_list("allowedOutboundHosts")?.unwrap_or_default(),
+            allowed_outbound_hosts: AllowList::parse(&f.string_list("allowedOutboundHosts")?.unwrap_or_default())
+                .map_err(|e| RegistryError::InvalidArgument(format!("allowedOutboundHosts entry {e}")))?,
         })
     }
 }
@@ -312,6 +321,9 @@ struct Inner {
     code: CodeDir,
     engine: Engine,
     max_code_bytes: u64,
+    /// Uploads being inflated at once (each may take up to the code limit
+    /// in memory): one per core.
+    unpacking: tokio::sync::Semaphore,
 }
 
 impl Registry {
@@ -384,6 +396,7 @@ impl Registry {
                 code,
                 engine,
                 max_code_bytes,
+                unpacking: tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get())),
             }),
         })
     }
@@ -517,7 +530,19 @@ impl Registry {
         if package.len() as u64 > self.inner.max_code_bytes {
             return Err(RegistryError::CodeTooLarge(self.inner.max_code_bytes >> 20));
         }
-        let pkg = code::unpack(package, handler)?;
+        // Inflating is CPU and memory work of up to the code limit: not on
+        // a serving thread, and only a few at once.
+        let _slot = self
+            .inner
+            .unpacking
+            .acquire()
+            .await
+            .map_err(|e| RegistryError::Engine(e.to_string()))?;
+        let max = self.inner.max_code_bytes;
+        let handler = handler.to_string();
+        let pkg = tokio::task::spawn_blocking(move || code::unpack(package, &handler, max))
+            .await
+            .map_err(|e| RegistryError::Engine(e.to_string()))??;
         let wasm_sha = sha256_hex(&pkg.wasm);
         let prepared = self.inner.engine.validate(wasm_sha.clone(), pkg.wasm.clone()).await?;
         let dir = self.inner.code.clone();
@@ -1358,14 +1383,12 @@ fn apply_function_fields(body: &Fields, doc: &mut Map<String, Value>) -> Result<
         doc.insert("environmentVariables".into(), json!(env));
     }
     if let Some(hosts) = body.string_list("allowedOutboundHosts")? {
-        if let Some(bad) = hosts
-            .iter()
-            .find(|h| h.as_str() != "*" && (h.is_empty() || h.contains(['/', ':', ' '])))
-        {
-            return Err(RegistryError::InvalidArgument(format!(
-                "allowedOutboundHosts entries are host names (or \"*\"), got '{bad}'"
-            )));
-        }
+        AllowList::parse(&hosts).map_err(|e| {
+            RegistryError::InvalidArgument(format!(
+                "allowedOutboundHosts entry {e}; entries are scheme://host[:port] (as Spin's \
+                 allowed_outbound_hosts), a host name, or \"*\" for any public host"
+            ))
+        })?;
         doc.insert("allowedOutboundHosts".into(), json!(hosts));
     }
     body.copy_into(FUNCTION_PASSTHROUGH, doc);

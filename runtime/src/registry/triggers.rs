@@ -156,10 +156,21 @@ impl Registry {
         let _guard = self.inner.write_lock.lock().await;
         self.check_trigger_qualifier(service, function, &qualifier)?;
         self.service_entry(service, |s| {
-            if s.triggers.get(function).is_some_and(|t| t.contains_key(&name)) {
+            let existing = s.triggers.get(function);
+            if existing.is_some_and(|t| t.contains_key(&name)) {
                 return Err(RegistryError::AlreadyExists {
                     kind: "trigger",
                     name: name.clone(),
+                });
+            }
+            // One HTTP trigger per function, as FC has it: with two, which
+            // one's authType applies would depend on their names, and an
+            // anonymous second trigger would silently open a function the
+            // first one protects.
+            if let Some(other) = existing.and_then(|t| t.keys().next()) {
+                return Err(RegistryError::HttpTriggerExists {
+                    function: function.into(),
+                    existing: other.clone(),
                 });
             }
             Ok(())
@@ -284,7 +295,10 @@ impl Registry {
                 .into_iter()
                 .flat_map(|t| t.values())
                 .filter(|doc| doc.get("qualifier").and_then(Value::as_str).unwrap_or("LATEST") == qualifier)
-                .find_map(HttpTrigger::from_doc)
+                .filter_map(HttpTrigger::from_doc)
+                // A store written before one trigger per function was
+                // enforced may hold several: the strictest one applies.
+                .max_by_key(|t| t.requires_signature)
                 .ok_or_else(|| RegistryError::TriggerNotFound {
                     function: function.into(),
                     trigger: format!("(an HTTP trigger for qualifier {qualifier})"),

@@ -17,6 +17,7 @@
 //! run, a `Running` one counts as an attempt and is retried or failed per
 //! policy, a `Stopping` one becomes `Stopped`.
 
+mod destination;
 pub mod policy;
 
 use std::collections::{HashMap, VecDeque};
@@ -49,6 +50,8 @@ pub struct SchedulerConfig {
     pub retry_max: Duration,
     /// Finished tasks are kept this long, then purged.
     pub retention: Duration,
+    /// Largest destination record (FC's async payload limit, 128 KB).
+    pub destination_payload_limit: usize,
 }
 
 impl Default for SchedulerConfig {
@@ -60,6 +63,7 @@ impl Default for SchedulerConfig {
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),
             retention: Duration::from_secs(3 * 24 * 3600),
+            destination_payload_limit: 128 << 10,
         }
     }
 }
@@ -881,6 +885,19 @@ impl Scheduler {
             .ok()
             .flatten()
             .unwrap_or_default();
+        let hops = destination::hops_after(&payload);
+        if hops > destination::MAX_HOPS {
+            return Some(FollowUp {
+                when: state,
+                task: None,
+                status: format!(
+                    "Failed: not delivered to {arn}: this chain of destinations has passed through {} already \
+                     (at most {})",
+                    hops - 1,
+                    destination::MAX_HOPS
+                ),
+            });
+        }
         let (response, error_type) = match result {
             Ok(out) => (String::from_utf8_lossy(out).into_owned(), ""),
             Err(e) => (
@@ -888,19 +905,25 @@ impl Scheduler {
                 e.fc_error_type(),
             ),
         };
-        let record = json!({
-            "timestamp": crate::util::now_ms(),
-            "requestContext": {
-                "requestId": t.request_id,
-                "invocationId": t.invocation_id,
-                "functionArn": format!("acs:fc:::services/{}.{}/functions/{}", t.service, t.qualifier, t.function),
-                "condition": if state == TaskState::Succeeded { "Success" } else { "RetriesExhausted" },
-                "approximateInvokeCount": attempts,
-            },
-            "requestPayload": String::from_utf8_lossy(&payload),
-            "responseContext": { "statusCode": 200, "functionError": error_type },
-            "responsePayload": response,
-        });
+        let outcome = destination::Outcome {
+            request_id: &t.request_id,
+            invocation_id: &t.invocation_id,
+            function_arn: format!(
+                "acs:fc:::services/{}.{}/functions/{}",
+                t.service, t.qualifier, t.function
+            ),
+            succeeded: state == TaskState::Succeeded,
+            attempts,
+            request_payload: &payload,
+            response_payload: response,
+            error_type,
+        };
+        let record = destination::record(
+            &outcome,
+            hops,
+            self.inner.config.destination_payload_limit,
+            crate::util::now_ms(),
+        );
         let dest_policy = self.policy(&service, &function, &qualifier);
         let id = new_invocation_id();
         Some(FollowUp {
@@ -912,7 +935,7 @@ impl Scheduler {
                 invocation_id: id.clone(),
                 stateful: dest_policy.stateful,
                 kind: "event".into(),
-                payload: Bytes::from(record.to_string()),
+                payload: Bytes::from(record),
                 request_id: crate::util::new_request_id(),
                 created_ms: crate::util::now_ms(),
                 detail: format!(

@@ -91,6 +91,15 @@ pub fn config_doc(
                      acs:fc:<region>:<account>:services/<service>[.<qualifier>]/functions/<function>"
                 )));
             }
+            if let Some((dest_service, _, dest_function)) = parse_fc_destination(arn)
+                && dest_service == service
+                && dest_function == function
+            {
+                return Err(RegistryError::InvalidArgument(format!(
+                    "destinationConfig.{which}.destination '{arn}' is this function itself; \
+                     a destination must be another function"
+                )));
+            }
             destination.insert(which.into(), json!({ "destination": arn }));
         }
     }
@@ -161,6 +170,8 @@ mod tests {
             r#"{"statefulInvocation": "yes"}"#,
             r#"{"destinationConfig": {"onSuccess": {"destination": "nope"}}}"#,
             r#"{"destinationConfig": {"onFailure": {"destination": "acs:fc:::bad"}}}"#,
+            r#"{"destinationConfig": {"onSuccess": {"destination": "acs:fc:::services/s/functions/f"}}}"#,
+            r#"{"destinationConfig": {"onFailure": {"destination": "acs:fc:::services/s.prod/functions/f"}}}"#,
         ] {
             assert!(
                 config_doc(&Fields::parse(bad.as_bytes()).unwrap(), "s", "f", "LATEST", None).is_err(),

@@ -13,6 +13,7 @@
 //! `tasks.rs`); SQL stays in this module.
 
 mod durable;
+mod log_budget;
 mod registry;
 mod tasks;
 
@@ -80,7 +81,11 @@ struct Inner {
     writer: mpsc::Sender<Box<dyn WriteJob>>,
     readers: Mutex<Vec<Connection>>,
     path: PathBuf,
+    log_budget: Arc<log_budget::LogBudget>,
 }
+
+/// The default total of stored task logs (`--task-log-budget-mb`).
+pub const DEFAULT_LOG_BUDGET: u64 = 1 << 30;
 
 const SCHEMA: &str = include_str!("schema.sql");
 const TASK_SCHEMA: &str = include_str!("task_schema.sql");
@@ -104,6 +109,10 @@ impl Store {
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(TASK_SCHEMA)?;
         conn.execute_batch(DURABLE_SCHEMA)?;
+        let log_budget = Arc::new(log_budget::LogBudget::new(
+            DEFAULT_LOG_BUDGET,
+            log_budget::LogBudget::measure(&conn)?,
+        ));
 
         let (tx, rx) = mpsc::channel::<Box<dyn WriteJob>>();
         std::thread::Builder::new()
@@ -116,8 +125,19 @@ impl Store {
                 writer: tx,
                 readers: Mutex::new(Vec::new()),
                 path: path.to_path_buf(),
+                log_budget,
             }),
         })
+    }
+
+    /// Sets the total of task log bytes kept (see [`log_budget`]).
+    pub fn set_log_budget(&self, bytes: u64) {
+        self.inner.log_budget.set_limit(bytes);
+    }
+
+    /// Task log bytes held now.
+    pub fn log_bytes(&self) -> u64 {
+        self.inner.log_budget.used()
     }
 
     /// Runs `f` inside the next group commit and answers after the commit.

@@ -9,6 +9,7 @@
 use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::log_budget::LogBudget;
 use super::{Result, Store, StoreError};
 use crate::tasks::{HistoryEvent, TaskState};
 
@@ -249,7 +250,7 @@ pub(super) fn insert(c: &Connection, t: &NewTask) -> Result<i64> {
     Ok(seq)
 }
 
-fn apply(c: &Connection, t: Transition) -> Result<Option<Applied>> {
+fn apply(c: &Connection, t: Transition, logs: &LogBudget) -> Result<Option<Applied>> {
     let Some(row) = c
         .prepare_cached(&format!("{} WHERE seq = ?1", select(t.want_payload)))?
         .query_row([t.seq], |r| row_from(r, t.want_payload))
@@ -269,6 +270,9 @@ fn apply(c: &Connection, t: Transition) -> Result<Option<Applied>> {
         u.destination_status = Some(f.status.clone());
     }
     let end_ms = u.end_ms.or(next.is_terminal().then_some(now));
+    if let Some(log) = &u.logs {
+        logs.replace(c, t.seq, log.len())?;
+    }
     let event_id = c
         .prepare_cached(
             "UPDATE tasks SET status = ?2,
@@ -335,12 +339,24 @@ impl Store {
 
     /// Applies one transition; `None` when it did not apply.
     pub async fn transition(&self, t: Transition) -> Result<Option<Applied>> {
-        self.write(move |c| apply(c, t)).await
+        let logs = self.inner.log_budget.clone();
+        self.write(move |c| {
+            let applied = apply(c, t, &logs)?;
+            logs.prune(c)?;
+            Ok(applied)
+        })
+        .await
     }
 
     /// Applies transitions in one commit (each one independently).
     pub async fn transition_many(&self, ts: Vec<Transition>) -> Result<Vec<Option<Applied>>> {
-        self.write(move |c| ts.into_iter().map(|t| apply(c, t)).collect()).await
+        let logs = self.inner.log_budget.clone();
+        self.write(move |c| {
+            let applied = ts.into_iter().map(|t| apply(c, t, &logs)).collect();
+            logs.prune(c)?;
+            applied
+        })
+        .await
     }
 
     /// Moves every non-terminal task of a function to `Invalid`; answers
@@ -509,12 +525,17 @@ impl Store {
 
     /// Deletes terminal tasks (and their history) that ended before `ms`.
     pub async fn purge_tasks_ended_before(&self, ms: i64) -> Result<usize> {
+        let logs = self.inner.log_budget.clone();
         self.write(move |c| {
             c.execute(
                 "DELETE FROM task_events WHERE task_seq IN (SELECT seq FROM tasks WHERE end_ms > 0 AND end_ms < ?1)",
                 [ms],
             )?;
-            Ok(c.execute("DELETE FROM tasks WHERE end_ms > 0 AND end_ms < ?1", [ms])?)
+            let purged = c.execute("DELETE FROM tasks WHERE end_ms > 0 AND end_ms < ?1", [ms])?;
+            if purged > 0 {
+                logs.reset_used(LogBudget::measure(c)?);
+            }
+            Ok(purged)
         })
         .await
     }

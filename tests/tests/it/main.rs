@@ -3,6 +3,7 @@
 
 mod crash;
 mod foundation;
+mod hardening;
 mod http_functions;
 mod limits;
 mod orchestrations;

@@ -41,7 +41,7 @@ pub async fn update(
     let fields = Fields::parse(&body)?;
     let doc = app
         .registry
-        .update_function(&scope.service, scope.function(), &fields, if_match(&headers))
+        .update_function(&scope.service, scope.function(), &fields, if_match(&headers)?)
         .await?;
     app.pool.release_function(&scope.service, scope.function());
     Ok(object(doc))
@@ -49,7 +49,7 @@ pub async fn update(
 
 pub async fn delete(State(app): State<SharedState>, scope: Scope, headers: HeaderMap) -> ApiResult<Response> {
     app.registry
-        .delete_function(&scope.service, scope.function(), if_match(&headers))
+        .delete_function(&scope.service, scope.function(), if_match(&headers)?)
         .await?;
     app.pool.release_function(&scope.service, scope.function());
     let invalidated = app
@@ -101,17 +101,17 @@ fn url_signature(app: &AppState, package: &str, expires: i64) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-pub async fn get_code(State(app): State<SharedState>, scope: Scope, headers: HeaderMap) -> ApiResult<Response> {
+/// GetFunctionCode. The URL is built on `--public-url`, never on the
+/// request's `Host` header: a client could otherwise have the server sign a
+/// URL that points anywhere.
+pub async fn get_code(State(app): State<SharedState>, scope: Scope) -> ApiResult<Response> {
     let (package, checksum) = app
         .registry
         .function_code(&scope.service, scope.qualifier(), scope.function())?;
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("127.0.0.1");
     let expires = chrono::Utc::now().timestamp() + DOWNLOAD_URL_TTL_SECS;
     let sig = url_signature(&app, &package, expires);
-    let url = format!("http://{host}{DOWNLOAD_PREFIX}{package}?expires={expires}&signature={sig}");
+    let base = &app.public_url;
+    let url = format!("{base}{DOWNLOAD_PREFIX}{package}?expires={expires}&signature={sig}");
     Ok(super::json(json!({ "url": url, "checksum": checksum })))
 }
 

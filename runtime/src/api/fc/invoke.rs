@@ -28,10 +28,6 @@ const RESPONSE_HEADERS: usize = 9;
 /// FC's log tail is the last 4 KB.
 const LOG_TAIL_BYTES: usize = 4096;
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
-
 /// How the caller asked for the invocation to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InvocationType {
@@ -40,7 +36,7 @@ pub enum InvocationType {
 }
 
 pub fn invocation_type(headers: &HeaderMap) -> Result<InvocationType, ApiError> {
-    match header_str(headers, &headers::INVOCATION_TYPE) {
+    match headers::text(headers, &headers::INVOCATION_TYPE)? {
         None | Some("") => Ok(InvocationType::Sync),
         Some(v) if v.eq_ignore_ascii_case("sync") => Ok(InvocationType::Sync),
         Some(v) if v.eq_ignore_ascii_case("async") => Ok(InvocationType::Async),
@@ -80,7 +76,7 @@ pub async fn invoke_function(
     let kind = invocation_type(headers)?;
     let resolved = app.registry.resolve(service, qualifier, function)?;
     match kind {
-        InvocationType::Sync => Ok(invoke_sync(app, &resolved, headers, body).await),
+        InvocationType::Sync => invoke_sync(app, &resolved, headers, body).await,
         InvocationType::Async => {
             check_async_size(app, body.len())?;
             // Boxed so that its (larger) future does not size the sync path's.
@@ -114,13 +110,19 @@ pub(super) async fn invoke_async(
 ) -> ApiResult<Response> {
     let spec = &resolved.function.spec;
     let policy = app.scheduler.policy(&resolved.service, &spec.name, &resolved.qualifier);
-    let stateful = match header_str(headers, &headers::STATEFUL_ASYNC_ENABLE) {
+    let stateful = match headers::text(headers, &headers::STATEFUL_ASYNC_ENABLE)? {
+        None | Some("") => policy.stateful,
         Some(v) if v.eq_ignore_ascii_case("true") => true,
         Some(v) if v.eq_ignore_ascii_case("false") => false,
-        _ => policy.stateful,
+        Some(v) => {
+            return Err(ApiError::invalid(format!(
+                "header {} must be true or false, got '{v}'",
+                headers::STATEFUL_ASYNC_ENABLE
+            )));
+        }
     };
     // A header that is present but empty is an (invalid) empty id.
-    let id = header_str(headers, &headers::STATEFUL_ASYNC_ID).map(str::to_string);
+    let id = headers::text(headers, &headers::STATEFUL_ASYNC_ID)?.map(str::to_string);
     let (_, id) = app
         .scheduler
         .submit(Submission {
@@ -143,29 +145,33 @@ pub(super) async fn invoke_async(
     Ok(resp)
 }
 
-async fn invoke_sync(app: &SharedState, resolved: &ResolvedFunction, headers: &HeaderMap, body: Bytes) -> Response {
+async fn invoke_sync(
+    app: &SharedState,
+    resolved: &ResolvedFunction,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
     if body.len() > app.limits.sync_payload {
-        return ApiError::too_large(format!(
+        return Err(ApiError::too_large(format!(
             "sync invocation payload is {} bytes; the limit is {}",
             body.len(),
             app.limits.sync_payload
-        ))
-        .into_response();
+        )));
     }
-    let ctx = request_context(resolved);
     // `X-Wasmfc-Start: cold` (our extension, for benchmarks and debugging)
     // skips idle instances and reloads the compiled code from its on-disk
     // artifact: what the first invocation after a restart or a scale to zero
     // costs.
-    let force_cold = header_str(headers, &headers::WASMFC_START).is_some_and(|v| v.eq_ignore_ascii_case("cold"));
+    let force_cold = headers::text(headers, &headers::WASMFC_START)?.is_some_and(|v| v.eq_ignore_ascii_case("cold"));
+    let tail = headers::text(headers, &headers::LOG_TYPE)?.is_some_and(|v| v.eq_ignore_ascii_case("tail"));
+    let ctx = request_context(resolved);
     let outcome = if force_cold {
         Box::pin(app.pool.invoke_cold(resolved, &ctx, body)).await
     } else {
         app.pool.invoke(resolved, &ctx, body).await
     };
     app.metrics.record_invocation(resolved, &outcome);
-    let tail = header_str(headers, &headers::LOG_TYPE).is_some_and(|v| v.eq_ignore_ascii_case("tail"));
-    render(resolved, &outcome, tail)
+    Ok(render(resolved, &outcome, tail))
 }
 
 /// The context of a synchronous request (InvokeFunction or an HTTP

@@ -255,9 +255,10 @@ pub fn split_service_segment(raw: &str) -> Result<(&str, Option<&str>), ApiError
     }
 }
 
-/// The `If-Match` header, if any.
-pub fn if_match(headers: &HeaderMap) -> Option<&str> {
-    headers.get("if-match").and_then(|v| v.to_str().ok())
+/// The `If-Match` header, if any (one that is not ASCII is a 400: read as
+/// absent, it would skip the precondition it asks for).
+pub fn if_match(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    crate::api::headers::text(headers, &axum::http::header::IF_MATCH)
 }
 
 /// 200 with a JSON body.

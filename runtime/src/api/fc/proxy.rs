@@ -76,11 +76,7 @@ async fn serve_request(app: &SharedState, scope: Scope, req: Request) -> ApiResu
             "request body is {len} bytes; HTTP triggers accept at most {MAX_REQUEST_BODY}"
         )));
     }
-    let tail = req
-        .headers()
-        .get(headers::LOG_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("tail"));
+    let tail = headers::text(req.headers(), &headers::LOG_TYPE)?.is_some_and(|v| v.eq_ignore_ascii_case("tail"));
     let guest_request = guest_request(req)?;
     Ok(invoke(app, &resolved, guest_request, tail).await)
 }
@@ -235,7 +231,7 @@ fn verify_signature(app: &AppState, req: &Request) -> ApiResult<()> {
         )),
         Err(e) => {
             app.metrics.auth_failures.inc();
-            Err(ApiError::new(StatusCode::FORBIDDEN, e.code(), e.to_string()))
+            Err(ApiError::new(e.status(), e.code(), e.to_string()))
         }
     }
 }

@@ -32,13 +32,13 @@ pub async fn update(
     let fields = Fields::parse(&body)?;
     Ok(object(
         app.registry
-            .update_service(&scope.service, &fields, if_match(&headers))
+            .update_service(&scope.service, &fields, if_match(&headers)?)
             .await?,
     ))
 }
 
 pub async fn delete(State(app): State<SharedState>, scope: Scope, headers: HeaderMap) -> ApiResult<Response> {
-    app.registry.delete_service(&scope.service, if_match(&headers)).await?;
+    app.registry.delete_service(&scope.service, if_match(&headers)?).await?;
     Ok(no_content())
 }
 

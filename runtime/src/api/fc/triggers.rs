@@ -41,7 +41,7 @@ pub async fn update(
                 scope.function(),
                 scope.param("trigger"),
                 &fields,
-                if_match(&headers),
+                if_match(&headers)?,
             )
             .await?,
     ))
@@ -53,7 +53,7 @@ pub async fn delete(State(app): State<SharedState>, scope: Scope, headers: Heade
             &scope.service,
             scope.function(),
             scope.param("trigger"),
-            if_match(&headers),
+            if_match(&headers)?,
         )
         .await?;
     Ok(no_content())

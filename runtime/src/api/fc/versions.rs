@@ -54,14 +54,14 @@ pub async fn update_alias(
     let fields = Fields::parse(&body)?;
     Ok(object(
         app.registry
-            .update_alias(&scope.service, scope.param("alias"), &fields, if_match(&headers))
+            .update_alias(&scope.service, scope.param("alias"), &fields, if_match(&headers)?)
             .await?,
     ))
 }
 
 pub async fn delete_alias(State(app): State<SharedState>, scope: Scope, headers: HeaderMap) -> ApiResult<Response> {
     app.registry
-        .delete_alias(&scope.service, scope.param("alias"), if_match(&headers))
+        .delete_alias(&scope.service, scope.param("alias"), if_match(&headers)?)
         .await?;
     Ok(no_content())
 }

@@ -99,11 +99,11 @@ async fn in_process(args: &HttpArgs, base_rps: f64) -> anyhow::Result<Vec<Row>> 
     }
     let data_dir = tempfile::Builder::new().prefix("wasmfc-bench-").tempdir()?;
     let serve = Serve::try_parse_from(["serve".as_ref(), "--data-dir".as_ref(), data_dir.path().as_os_str()])?.serve;
-    let state = serve.build_state().await?;
-    let router = crate::api::service(state);
     // Deploy over a loopback listener with the ordinary client, then drop it.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
+    let state = serve.build_state(addr).await?;
+    let router = crate::api::service(state);
     let server = tokio::spawn(axum::serve(listener, tower::make::Shared::new(router.clone())).into_future());
     let client = crate::client::FcClient::new(&crate::client::ClientArgs {
         endpoint: format!("http://{addr}"),

@@ -73,7 +73,7 @@ pub async fn run(args: InvokeArgs) -> anyhow::Result<()> {
         env: vec![],
         memory_limit_mb: 128,
         run_initializer: false,
-        allowed_outbound_hosts: Arc::from(Vec::<String>::new()),
+        allowed_outbound_hosts: Arc::default(),
     });
     let event = Bytes::from_static(b"bench");
     let mut report = Report::new("invoke");

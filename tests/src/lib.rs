@@ -556,7 +556,10 @@ pub async fn run_python(script: &str, server: &Server, env: &[(&str, &str)]) -> 
     let mut cmd = tokio::process::Command::new(python());
     cmd.arg(&path)
         .env("WASMFC_ENDPOINT", &server.base)
-        .env("WASMFC_HOSTPORT", server.base.trim_start_matches("http://"))
+        .env(
+            "WASMFC_HOSTPORT",
+            server.base.trim_start_matches("http://").trim_start_matches("https://"),
+        )
         .env("PYTHONUNBUFFERED", "1");
     if let Some((ak, sk)) = &server.options.credentials {
         cmd.env("WASMFC_AK", ak).env("WASMFC_SK", sk);

@@ -28,6 +28,15 @@ pub const PUBLIC_ROOT: &str = "/runtime/webhooks/durabletask";
 /// The root handed to out-of-process clients as `rpcBaseUrl`.
 pub const RPC_ROOT: &str = "/durabletask";
 
+/// Whether `path` is one of the Durable instance API's (which answers in
+/// Azure's shapes, not FC's).
+pub fn is_durable_path(path: &str) -> bool {
+    [PUBLIC_ROOT, RPC_ROOT].iter().any(|root| {
+        path.strip_prefix(root)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+}
+
 pub fn routes() -> axum::Router<SharedState> {
     axum::Router::new()
         .route(PUBLIC_ROOT, axum::routing::any(public))

@@ -163,15 +163,18 @@ async fn method_not_allowed(req: Request) -> ApiError {
 }
 
 /// Gives every request an id, answers with it, and makes it available to
-/// error rendering below. An error answer that is not already FC's JSON
-/// (an extractor's plain-text rejection, an empty status) gets an FC body,
-/// so every error a client sees has `ErrorCode` and `ErrorMessage`; an HTTP
-/// function's own answers pass as the guest wrote them.
+/// error rendering below. An FC-API error answer that is not already FC's
+/// JSON (an extractor's plain-text rejection, an empty status) gets an FC
+/// body, so every error an FC client sees has `ErrorCode` and
+/// `ErrorMessage`. Two kinds of answer keep their own shape: an HTTP
+/// function's (as the guest wrote it) and the Durable instance API's (as
+/// Azure's clients expect it, e.g. an empty 404 for an unknown instance).
 async fn request_id(req: Request, next: Next) -> Response {
-    let guest_answer = is_streamed(req.uri().path());
+    let path = req.uri().path();
+    let own_shape = is_streamed(path) || durable::is_durable_path(path);
     with_request_id(async move {
         let resp = next.run(req).await;
-        if guest_answer {
+        if own_shape {
             resp
         } else {
             with_fc_error_body(resp).await

@@ -57,3 +57,22 @@ async fn orchestrations_through_azure_functions_durable() {
     let out = run_python("durable_test.py", &s, &[]).await;
     assert!(out.contains("all checks passed"), "{out}");
 }
+
+#[tokio::test]
+async fn both_sdks_work_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let s = Server::start(
+        signed()
+            .arg(format!("--tls-cert={}", cert_path.display()))
+            .arg(format!("--tls-key={}", key_path.display())),
+    )
+    .await;
+    assert!(s.base.starts_with("https://"), "{}", s.base);
+    let ca = cert_path.display().to_string();
+    let out = run_python("tls_test.py", &s, &[("REQUESTS_CA_BUNDLE", &ca)]).await;
+    assert!(out.contains("all checks passed"), "{out}");
+}

@@ -156,6 +156,12 @@ impl Collector for RuntimeCollector {
             "Code lookups answered from memory",
             stats.memory_hits.load(Ordering::Relaxed),
         )?;
+        counter(
+            &mut encoder,
+            "guest_offloads",
+            "Guest calls that proved CPU-bound and moved to the guest threads",
+            crate::engine::offload::moved(),
+        )?;
         gauge(
             &mut encoder,
             "instances_live",

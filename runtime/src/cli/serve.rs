@@ -158,6 +158,13 @@ pub struct ServeCommand {
     #[arg(long)]
     pub no_write_batching: bool,
 
+    /// Keep every guest on the thread it started on. By default a guest
+    /// still running after one epoch tick moves to the guest threads (one
+    /// per core, at a lower priority), so CPU-bound guests do not delay the
+    /// requests a serving thread has yet to read.
+    #[arg(long)]
+    pub no_guest_offload: bool,
+
     /// Hours a finished task stays readable before it is purged.
     #[arg(long, default_value_t = 72)]
     pub task_retention_hours: u64,
@@ -230,6 +237,10 @@ impl ServeCommand {
     /// the server listens on, the default of `--public-url`.
     pub async fn build_state(&self, bound: SocketAddr) -> anyhow::Result<SharedState> {
         self.check_exposure()?;
+        crate::engine::offload::set_enabled(!self.no_guest_offload);
+        if !self.no_guest_offload {
+            crate::engine::offload::start();
+        }
         let credentials = self.credentials.as_deref().map(Credentials::load).transpose()?;
         let scheme = if self.tls_cert.is_some() { "https" } else { "http" };
         let public_url = self.public_url.clone().unwrap_or_else(|| format!("{scheme}://{bound}"));

@@ -230,29 +230,34 @@ impl HttpInstance {
 
         let pre = self.pre;
         let task_ctx = ctx.clone();
-        let guest = tokio::spawn(async move {
-            let _hold = hold;
-            let _prepared = self.prepared;
-            let run = async {
-                let proxy = pre.instantiate_async(&mut store).await?;
-                proxy
-                    .wasi_http_incoming_handler()
-                    .call_handle(&mut store, incoming, outparam)
-                    .await
-            };
-            let end = race(run, &task_ctx.stop, task_ctx.deadline).await;
-            let log = capture.log_tail(usize::MAX);
-            let result = match end {
-                CallEnd::Returned(Ok(())) => Ok(()),
-                CallEnd::Returned(Err(e)) => Err(classify(&e, &task_ctx, &store.data().limiter, false, &log)),
-                CallEnd::Stopped => Err(InvokeError::Stopped),
-                CallEnd::TimedOut => Err(InvokeError::Timeout(task_ctx.timeout)),
-            };
-            if let Err(e) = &result {
-                tracing::info!(request_id = %task_ctx.request_id, error = %e, "HTTP function failed");
-            }
-            result
-        });
+        let stop = ctx.stop.clone();
+        // A guest that burns CPU moves to the guest threads (see `offload`).
+        let guest = tokio::spawn(super::offload::run(
+            async move {
+                let _hold = hold;
+                let _prepared = self.prepared;
+                let run = async {
+                    let proxy = pre.instantiate_async(&mut store).await?;
+                    proxy
+                        .wasi_http_incoming_handler()
+                        .call_handle(&mut store, incoming, outparam)
+                        .await
+                };
+                let end = race(run, &task_ctx.stop, task_ctx.deadline).await;
+                let log = capture.log_tail(usize::MAX);
+                let result = match end {
+                    CallEnd::Returned(Ok(())) => Ok(()),
+                    CallEnd::Returned(Err(e)) => Err(classify(&e, &task_ctx, &store.data().limiter, false, &log)),
+                    CallEnd::Stopped => Err(InvokeError::Stopped),
+                    CallEnd::TimedOut => Err(InvokeError::Timeout(task_ctx.timeout)),
+                };
+                if let Err(e) = &result {
+                    tracing::info!(request_id = %task_ctx.request_id, error = %e, "HTTP function failed");
+                }
+                result
+            },
+            stop,
+        ));
 
         let response = match receiver.await {
             Ok(Ok(response)) => Ok(response),

@@ -9,14 +9,17 @@
 //! reused.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use tokio::sync::Notify;
 use wasmtime::UpdateDeadline;
 
 /// Asks a running invocation to stop. Cheap to clone; shared between the
-/// caller (task Stop, terminate) and the engine.
+/// caller (task Stop, terminate) and the engine. It also carries the one
+/// fact the engine reports back while the guest runs: whether the guest
+/// has proven CPU-bound (it ran through a whole epoch tick), so the caller
+/// can move it off a serving thread (see [`super::offload`]).
 #[derive(Debug, Clone, Default)]
 pub struct StopHandle {
     inner: Arc<StopInner>,
@@ -25,6 +28,8 @@ pub struct StopHandle {
 #[derive(Debug, Default)]
 struct StopInner {
     stopped: AtomicBool,
+    /// Epoch ticks the guest has run into (capped at 2).
+    ticks: AtomicU8,
     notify: Notify,
 }
 
@@ -41,6 +46,27 @@ impl StopHandle {
 
     pub fn is_stopped(&self) -> bool {
         self.inner.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Counts an epoch tick the guest ran into. The first may come right
+    /// after it started (the ticker does not know when guests start); from
+    /// the second it has run through a whole tick.
+    pub(crate) fn count_tick(&self) {
+        let ticks = self.inner.ticks.load(Ordering::Relaxed);
+        if ticks < 2 {
+            self.inner.ticks.store(ticks + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// Marks the guest CPU-bound at once (as two ticks would).
+    #[cfg(test)]
+    pub(crate) fn mark_cpu_bound(&self) {
+        self.inner.ticks.store(2, Ordering::Relaxed);
+    }
+
+    /// Whether the guest has run through a whole epoch tick.
+    pub fn is_cpu_bound(&self) -> bool {
+        self.inner.ticks.load(Ordering::Relaxed) >= 2
     }
 
     /// Resolves once [`StopHandle::stop`] has been called.
@@ -93,8 +119,9 @@ pub(crate) fn guest_calls() -> (u64, bool) {
 }
 
 /// The epoch callback for one invocation: interrupt on stop or deadline,
-/// otherwise yield to the executor once per tick so a CPU-bound guest never
-/// monopolises a runtime thread.
+/// otherwise count the tick and yield to the executor, so a CPU-bound guest
+/// never monopolises a runtime thread (and its caller can move it to the
+/// guest threads).
 pub fn epoch_callback<T>(
     stop: StopHandle,
     deadline: Instant,
@@ -103,6 +130,7 @@ pub fn epoch_callback<T>(
         if stop.is_stopped() || Instant::now() >= deadline {
             Ok(UpdateDeadline::Interrupt)
         } else {
+            stop.count_tick();
             Ok(UpdateDeadline::Yield(1))
         }
     }

@@ -26,6 +26,7 @@ mod instance;
 mod interrupt;
 mod invocation;
 mod limits;
+pub mod offload;
 mod orchestrator;
 pub mod outbound;
 

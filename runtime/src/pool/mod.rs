@@ -28,7 +28,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::engine::{
     Capture, Engine, GuestInstance, HttpBodyError, HttpInstance, HyperOutgoingBody, InstanceSettings, Invocation,
-    InvocationContext, InvokeError, Prepared, RecordedRequest, collect_response,
+    InvocationContext, InvokeError, Prepared, RecordedRequest, collect_response, offload,
 };
 use crate::registry::{CodeDir, FunctionEntry, ResolvedFunction};
 
@@ -344,8 +344,8 @@ impl Pool {
 
     /// Runs one invocation of `resolved` on a pooled instance, waiting at
     /// most the configured acquire timeout for room.
-    pub async fn invoke(&self, resolved: &ResolvedFunction, ctx: &InvocationContext, event: Bytes) -> PooledInvocation {
-        let lease = self.acquire(resolved, ctx, self.inner.config.acquire_timeout).await;
+    pub async fn invoke(&self, resolved: &ResolvedFunction, ctx: InvocationContext, event: Bytes) -> PooledInvocation {
+        let lease = self.acquire(resolved, &ctx, self.inner.config.acquire_timeout).await;
         Self::run_lease(lease, ctx, event).await
     }
 
@@ -354,12 +354,12 @@ impl Pool {
     pub async fn invoke_cold(
         &self,
         resolved: &ResolvedFunction,
-        ctx: &InvocationContext,
+        ctx: InvocationContext,
         event: Bytes,
     ) -> PooledInvocation {
         self.inner.engine.forget(&resolved.function.spec.wasm_sha256);
         let lease = self
-            .acquire_inner(resolved, ctx, self.inner.config.acquire_timeout, false)
+            .acquire_inner(resolved, &ctx, self.inner.config.acquire_timeout, false)
             .await
             .map(|mut l| {
                 // A forced cold start's instance is not kept (repeated cold
@@ -419,7 +419,7 @@ impl Pool {
         }
     }
 
-    async fn run_lease(lease: Result<Lease, InvokeError>, ctx: &InvocationContext, event: Bytes) -> PooledInvocation {
+    async fn run_lease(lease: Result<Lease, InvokeError>, ctx: InvocationContext, event: Bytes) -> PooledInvocation {
         match lease {
             Ok(lease) => lease.invoke(ctx, event).await,
             Err(e) => PooledInvocation {
@@ -805,7 +805,7 @@ impl Lease {
 
     /// Runs a recorded HTTP request (an async invocation through an HTTP
     /// trigger) and collects the whole response as the result.
-    pub async fn invoke_http(self, ctx: &InvocationContext, recorded: Bytes) -> PooledInvocation {
+    pub async fn invoke_http(self, ctx: InvocationContext, recorded: Bytes) -> PooledInvocation {
         let started = Instant::now();
         let start = self.start;
         let (result, instance_id) = match RecordedRequest::decode(&recorded).and_then(|r| r.to_request()) {
@@ -814,7 +814,7 @@ impl Lease {
                 Err((id, e)) => (Err(e), id),
                 Ok((instance, hold)) => {
                     let id = instance.id().to_string();
-                    let result = match instance.serve(ctx, request, hold).await.0 {
+                    let result = match instance.serve(&ctx, request, hold).await.0 {
                         Ok(response) => collect_response(response).await,
                         Err(e) => Err(e),
                     };
@@ -835,9 +835,15 @@ impl Lease {
     }
 
     /// Runs the invocation; the instance goes back to the pool afterwards
-    /// if it may serve again, and is dropped otherwise.
-    pub async fn invoke(mut self, ctx: &InvocationContext, event: Bytes) -> PooledInvocation {
-        let invocation = self.slot.instance.invoke(ctx, event).await;
+    /// if it may serve again, and is dropped otherwise. A guest that proves
+    /// CPU-bound finishes on the guest threads ([`offload`]).
+    pub async fn invoke(self, ctx: InvocationContext, event: Bytes) -> PooledInvocation {
+        let stop = ctx.stop.clone();
+        offload::run(self.invoke_here(ctx, event), stop).await
+    }
+
+    async fn invoke_here(mut self, ctx: InvocationContext, event: Bytes) -> PooledInvocation {
+        let invocation = self.slot.instance.invoke(&ctx, event).await;
         self.slot.uses += 1;
         let survives = invocation
             .result

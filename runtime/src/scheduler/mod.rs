@@ -717,9 +717,9 @@ impl Scheduler {
         }
         // The deadline starts when the guest does, not when the task queued.
         let outcome = if t.http {
-            lease.invoke_http(&ctx(stop), payload).await
+            lease.invoke_http(ctx(stop), payload).await
         } else {
-            lease.invoke(&ctx(stop), payload).await
+            lease.invoke(ctx(stop), payload).await
         };
         self.inner.running.remove(&t.seq);
         self.complete(t, outcome).await;

@@ -542,3 +542,34 @@ async fn a_wildcard_outbound_entry_reaches_public_hosts_only() {
         .await;
     r.assert_error(400, "InvalidArgument");
 }
+
+#[tokio::test]
+async fn a_cpu_bound_guest_leaves_the_serving_thread() {
+    let s = Server::default().await;
+    s.create_service("cpu").await;
+    s.create_function("cpu", "spin", guests::SPIN, json!({ "timeout": 60 }))
+        .await;
+    s.create_function("cpu", "hello", guests::HELLO, json!({})).await;
+    assert_eq!(s.invoke("cpu", "hello", "quick", &[]).await.text(), "Hello quick!");
+    assert_eq!(
+        s.metric("wasmfc_guest_offloads_total", &[]).await,
+        0.0,
+        "a short guest stays"
+    );
+    // Tens of milliseconds of CPU: many epoch ticks.
+    let r = s.invoke("cpu", "spin", "50000000", &[]).await;
+    assert!(r.text().starts_with("spun 50000000"), "{}", r.text());
+    assert_eq!(s.metric("wasmfc_guest_offloads_total", &[]).await, 1.0);
+    // With --no-guest-offload it stays where it started.
+    let s = Server::start(ServerOptions::default().arg("--no-guest-offload")).await;
+    s.create_service("cpu").await;
+    s.create_function("cpu", "spin", guests::SPIN, json!({ "timeout": 60 }))
+        .await;
+    assert!(
+        s.invoke("cpu", "spin", "50000000", &[])
+            .await
+            .text()
+            .starts_with("spun")
+    );
+    assert_eq!(s.metric("wasmfc_guest_offloads_total", &[]).await, 0.0);
+}

@@ -166,9 +166,9 @@ async fn invoke_sync(
     let tail = headers::text(headers, &headers::LOG_TYPE)?.is_some_and(|v| v.eq_ignore_ascii_case("tail"));
     let ctx = request_context(resolved);
     let outcome = if force_cold {
-        Box::pin(app.pool.invoke_cold(resolved, &ctx, body)).await
+        Box::pin(app.pool.invoke_cold(resolved, ctx, body)).await
     } else {
-        app.pool.invoke(resolved, &ctx, body).await
+        app.pool.invoke(resolved, ctx, body).await
     };
     app.metrics.record_invocation(resolved, &outcome);
     Ok(render(resolved, &outcome, tail))

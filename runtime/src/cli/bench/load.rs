@@ -95,6 +95,19 @@ pub async fn run(
     until: Until,
     make: Arc<MakeRequest>,
 ) -> anyhow::Result<LoadResult> {
+    run_paced(addr, connections, until, make, None).await
+}
+
+/// Like [`run`], but each loop waits `pause` after every answer before it
+/// sends its next request: a client that sends now and then, whose
+/// requests must not wait behind the server's other work.
+pub async fn run_paced(
+    addr: SocketAddr,
+    connections: usize,
+    until: Until,
+    make: Arc<MakeRequest>,
+    pause: Option<Duration>,
+) -> anyhow::Result<LoadResult> {
     let connections = connections.max(1);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = connections.min(cores);
@@ -109,6 +122,7 @@ pub async fn run(
             Until::Count(_) => None,
         },
         make,
+        pause,
     });
     let started = Instant::now();
     let mut finished = Vec::with_capacity(threads);
@@ -163,6 +177,8 @@ struct Shared {
     limit: u64,
     deadline: Option<Instant>,
     make: Arc<MakeRequest>,
+    /// Think time after each answer.
+    pause: Option<Duration>,
 }
 
 /// One connection's closed loop; its `elapsed` is left zero.
@@ -207,6 +223,9 @@ async fn closed_loop(addr: SocketAddr, shared: &Shared) -> anyhow::Result<LoadRe
                         break;
                     }
                 }
+            }
+            if let Some(pause) = shared.pause {
+                tokio::time::sleep(pause).await;
             }
         }
         // Dropping the sender (moved in here) lets the connection finish.

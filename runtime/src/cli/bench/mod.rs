@@ -10,12 +10,14 @@
 //! - `wasi-http`: a wasi:http component behind an HTTP trigger beside the
 //!   same component under `wasmtime serve`;
 //! - `orchestrations`: fan-out throughput beside plain tasks, and many
-//!   waiting orchestrations (memory, raise-event round trips).
+//!   waiting orchestrations (memory, raise-event round trips);
+//! - `neighbours`: a short request's latency beside CPU-bound guests.
 
 mod child;
 mod http;
 mod invoke;
 mod load;
+mod neighbours;
 mod orchestrations;
 mod report;
 mod starts;
@@ -52,6 +54,9 @@ pub enum Benchmark {
     /// Orchestrations: fan-out activity throughput beside plain tasks;
     /// memory and raise-event latency with many waiting instances.
     Orchestrations(orchestrations::OrchestrationsArgs),
+    /// `hello` latency beside CPU-bound `spin` guests, with CPU-bound guests
+    /// moved to the guest threads and with every guest on its serving thread.
+    Neighbours(neighbours::NeighboursArgs),
     /// The axum hello-world the `http` benchmark compares against.
     #[command(hide = true)]
     BaselineServer {
@@ -98,6 +103,7 @@ impl BenchCommand {
             Benchmark::Starts(args) => starts::run(args).await,
             Benchmark::WasiHttp(args) => wasi_http::run(args).await,
             Benchmark::Orchestrations(args) => orchestrations::run(args).await,
+            Benchmark::Neighbours(args) => neighbours::run(args).await,
             Benchmark::BaselineServer { listen } => child::run_baseline(listen).await,
         }
     }

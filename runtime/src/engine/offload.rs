@@ -158,16 +158,14 @@ mod tests {
 
     /// A call that yields a few times; on its second poll it reports itself
     /// CPU-bound, as the epoch callback would.
-    fn busy(stop: StopHandle) -> impl Future<Output = std::thread::ThreadId> + Send + 'static {
-        async move {
-            for i in 0..5 {
-                if i == 1 {
-                    stop.mark_cpu_bound();
-                }
-                tokio::task::yield_now().await;
+    async fn busy(stop: StopHandle) -> std::thread::ThreadId {
+        for i in 0..5 {
+            if i == 1 {
+                stop.mark_cpu_bound();
             }
-            std::thread::current().id()
+            tokio::task::yield_now().await;
         }
+        std::thread::current().id()
     }
 
     #[test]

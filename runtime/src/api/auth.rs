@@ -649,3 +649,89 @@ mod tests {
         assert_eq!(verify(&creds(), &req, chrono::Utc::now()), Err(AuthError::Missing));
     }
 }
+
+/// Properties of the signature parsers over arbitrary input.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn creds() -> Credentials {
+        Credentials::from_pairs([("ak".to_string(), "sk".to_string())])
+    }
+
+    fn header_map(pairs: &[(String, String)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            if let (Ok(k), Ok(v)) = (
+                http::HeaderName::from_bytes(k.as_bytes()),
+                http::HeaderValue::from_str(v),
+            ) {
+                h.append(k, v);
+            }
+        }
+        h
+    }
+
+    proptest! {
+        /// Whatever a client sends, verification answers (it never panics),
+        /// and nothing unsigned passes.
+        #[test]
+        fn arbitrary_authorization_headers_are_refused(
+            auth in "(FC |ACS3-HMAC-SHA256 |acs )?[ -~]{0,200}",
+            date in "[ -~]{0,40}",
+            path in "/[ -~]{0,60}",
+            query in proptest::option::of("[ -~]{0,60}"),
+            body in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let h = header_map(&[
+                ("authorization".into(), auth),
+                ("date".into(), date.clone()),
+                ("x-acs-date".into(), date),
+            ]);
+            let req = SignedRequest { method: "POST", path: &path, query: query.as_deref(), headers: &h, body: Some(&body) };
+            prop_assert!(verify(&creds(), &req, chrono::Utc::now()).is_err());
+        }
+
+        /// An FC signature holds for exactly the request it was made for.
+        #[test]
+        fn fc_signatures_bind_method_path_and_fc_headers(
+            path in "/2016-08-15/services/[a-z][a-z0-9-]{0,20}",
+            other in "/2016-08-15/services/[a-z][a-z0-9-]{0,20}",
+            fc_value in "[a-zA-Z0-9]{1,20}",
+            tampered in "[a-zA-Z0-9]{1,20}",
+        ) {
+            let now = chrono::Utc::now();
+            let date = httpdate::fmt_http_date(now.into());
+            let mut h = header_map(&[
+                ("date".into(), date),
+                ("content-type".into(), "application/json".into()),
+                ("x-fc-thing".into(), fc_value.clone()),
+            ]);
+            let auth = fc_authorization("ak", "sk", "PUT", &h, &path);
+            h.insert("authorization", http::HeaderValue::from_str(&auth).unwrap());
+            let signed = |method: &'static str, p: &str, h: &HeaderMap| {
+                let req = SignedRequest { method, path: p, query: None, headers: h, body: Some(b"") };
+                verify(&creds(), &req, now).is_ok()
+            };
+            prop_assert!(signed("PUT", &path, &h));
+            prop_assert!(!signed("POST", &path, &h));
+            prop_assert_eq!(signed("PUT", &other, &h), other == path);
+            let mut changed = h.clone();
+            changed.insert("x-fc-thing", http::HeaderValue::from_str(&tampered).unwrap());
+            prop_assert_eq!(signed("PUT", &path, &changed), tampered == fc_value);
+        }
+
+        /// Content-MD5 matches its own body and no other.
+        #[test]
+        fn content_md5_binds_the_body(body in proptest::collection::vec(any::<u8>(), 0..256), other in proptest::collection::vec(any::<u8>(), 0..256)) {
+            use md5::Digest as _;
+            let digest = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&body));
+            let h = header_map(&[("content-md5".into(), digest)]);
+            prop_assert_eq!(check_content_md5(&h, &body), Ok(true));
+            prop_assert_eq!(check_content_md5(&h, &other).is_ok(), other == body);
+            prop_assert_eq!(check_content_md5(&HeaderMap::new(), &other), Ok(false));
+        }
+    }
+}

@@ -730,3 +730,23 @@ mod tests {
         assert!(history_json(&h, true, false)[0].get("Result").is_none());
     }
 }
+
+/// Continuation tokens of the instance list.
+#[cfg(test)]
+mod token_properties {
+    use proptest::prelude::*;
+
+    use super::{decode_token, encode_token};
+
+    proptest! {
+        #[test]
+        fn tokens_round_trip(ms in any::<i64>(), id in "\\PC{0,40}") {
+            prop_assert_eq!(decode_token(&encode_token(ms, &id)), Some((ms, id)));
+        }
+
+        #[test]
+        fn any_token_is_answered(token in "[ -~]{0,80}") {
+            let _ = decode_token(&token);
+        }
+    }
+}

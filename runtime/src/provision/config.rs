@@ -385,3 +385,44 @@ mod tests {
         assert_eq!(track(&p, 4, 0.45), 4);
     }
 }
+
+/// The schedule parser over arbitrary and generated expressions.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::Schedule;
+
+    proptest! {
+        /// Any text is answered, never a panic.
+        #[test]
+        fn arbitrary_expressions_are_answered(expr in "(cron\\(|at\\()?[ -~]{0,60}\\)?") {
+            let _ = Schedule::parse(&expr);
+        }
+
+        /// A cron expression of plain fields parses, and its last firing is
+        /// never in the future.
+        #[test]
+        fn plain_cron_fields_parse_and_fire_in_the_past(
+            sec in 0u32..60, min in 0u32..60, hour in 0u32..24, day in 1u32..29, month in 1u32..13,
+        ) {
+            let expr = format!("cron({sec} {min} {hour} {day} {month} *)");
+            let schedule = Schedule::parse(&expr);
+            prop_assert!(schedule.is_ok(), "{expr}");
+            let now = chrono::Utc::now();
+            if let Some(at) = schedule.unwrap().last_fire(now) {
+                prop_assert!(at <= now);
+            }
+        }
+
+        #[test]
+        fn at_expressions_round_trip(secs in 0i64..4_000_000_000) {
+            let t = chrono::DateTime::from_timestamp(secs, 0).unwrap();
+            let expr = format!("at({})", t.format("%Y-%m-%dT%H:%M:%SZ"));
+            match Schedule::parse(&expr) {
+                Ok(Schedule::At(at)) => prop_assert_eq!(at, t),
+                other => prop_assert!(false, "{expr}: {other:?}"),
+            }
+        }
+    }
+}

@@ -1488,3 +1488,38 @@ mod tests {
         assert!(matches!(parse_qualifier(Some("prod")), Qualifier::Alias("prod")));
     }
 }
+
+/// List paging over generated key sets.
+#[cfg(test)]
+mod paging_properties {
+    use proptest::prelude::*;
+
+    use super::ListQuery;
+
+    proptest! {
+        /// Following nextToken with any page size visits every key once, in order.
+        #[test]
+        fn pages_cover_every_key_once(keys in proptest::collection::btree_set("[a-z]{1,6}", 0..60), limit in 1i64..20) {
+            let keys: Vec<String> = keys.into_iter().collect();
+            let mut seen = Vec::new();
+            let mut token = None;
+            loop {
+                let q = ListQuery { next_token: token.clone(), limit: Some(limit), ..ListQuery::default() };
+                let (page, next) = q.page(keys.iter().map(|k| (k.clone(), k.clone()))).unwrap();
+                prop_assert!(page.len() as i64 <= limit);
+                seen.extend(page);
+                match next {
+                    Some(n) => token = Some(n),
+                    None => break,
+                }
+            }
+            prop_assert_eq!(seen, keys);
+        }
+
+        #[test]
+        fn a_limit_out_of_range_is_refused(limit in prop_oneof![i64::MIN..1, 1001i64..i64::MAX]) {
+            let q = ListQuery { limit: Some(limit), ..ListQuery::default() };
+            prop_assert!(q.page(std::iter::empty::<(String, ())>()).is_err());
+        }
+    }
+}

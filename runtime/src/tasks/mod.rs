@@ -170,3 +170,26 @@ mod tests {
         assert!(valid_invocation_id(&new_invocation_id()));
     }
 }
+
+/// The invocation-id rule against a model of it.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::valid_invocation_id;
+
+    proptest! {
+        #[test]
+        fn ids_of_fcs_form_are_valid(id in "[A-Za-z_][A-Za-z0-9_-]{0,127}") {
+            prop_assert!(valid_invocation_id(&id));
+        }
+
+        #[test]
+        fn any_other_string_is_refused(id in "\\PC{0,140}") {
+            let model = id.len() <= 128
+                && id.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            prop_assert_eq!(valid_invocation_id(&id), model);
+        }
+    }
+}

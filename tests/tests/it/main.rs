@@ -3,6 +3,7 @@
 
 mod crash;
 mod foundation;
+mod fuzz;
 mod hardening;
 mod http_functions;
 mod limits;

@@ -291,3 +291,30 @@ pub fn page(field: &str, items: Vec<Map<String, Value>>, next: Option<String>) -
 pub fn no_content() -> Response {
     StatusCode::NO_CONTENT.into_response()
 }
+
+/// Qualifiers in the service segment.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::split_service_segment;
+
+    proptest! {
+        #[test]
+        fn a_service_and_its_qualifier_split_back(service in "[a-zA-Z_][a-zA-Z0-9_-]{0,30}", qualifier in "[a-zA-Z0-9_.-]{1,30}") {
+            let segment = format!("{service}.{qualifier}");
+            let (s, q) = split_service_segment(&segment).unwrap();
+            prop_assert_eq!(s, service.as_str());
+            prop_assert_eq!(q, Some(qualifier.as_str()));
+            prop_assert_eq!(split_service_segment(&service).unwrap(), (service.as_str(), None));
+        }
+
+        #[test]
+        fn any_segment_is_answered(segment in "\\PC{0,60}") {
+            if let Ok((service, qualifier)) = split_service_segment(&segment) {
+                prop_assert!(!service.contains('.'));
+                prop_assert!(qualifier.is_none_or(|q| !q.is_empty()));
+            }
+        }
+    }
+}

@@ -6,11 +6,12 @@
 //!
 //! Seeded and bounded: `WASMFC_FUZZ_SEED` picks the seed (printed by every
 //! test, so a failure can be replayed), and by default each test runs a
-//! fixed number of cases in well under a minute. `WASMFC_FUZZ_SECS=3600`
-//! makes each one run for that long instead:
+//! fixed number of cases in well under a minute. `WASMFC_FUZZ_SECS=N`
+//! makes each fuzz test run for N seconds instead, `WASMFC_CHAOS_ROUNDS=N`
+//! sets the kill -9 rounds; about an hour in all:
 //!
 //! ```sh
-//! WASMFC_FUZZ_SECS=3600 cargo test -p wasmfc-tests --test it fuzz:: -- --nocapture --test-threads 1
+//! WASMFC_FUZZ_SECS=1200 WASMFC_CHAOS_ROUNDS=60 cargo test -p wasmfc-tests --test it fuzz:: -- --nocapture --test-threads 1
 //! ```
 
 use std::time::{Duration, Instant};

@@ -573,3 +573,25 @@ async fn a_cpu_bound_guest_leaves_the_serving_thread() {
     );
     assert_eq!(s.metric("wasmfc_guest_offloads_total", &[]).await, 0.0);
 }
+
+#[tokio::test]
+async fn a_stalled_upload_ends_with_its_invocation() {
+    let s = Server::default().await;
+    s.create_service("slow").await;
+    s.create_function("slow", "echo", guests::HTTP_ECHO, json!({ "timeout": 1 }))
+        .await;
+    let r = s
+        .post_json(
+            "/2016-08-15/services/slow/functions/echo/triggers",
+            json!({"triggerName": "t", "triggerType": "http",
+                   "triggerConfig": {"authType": "anonymous", "methods": ["POST"]}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    // One byte of a thousand, then nothing: the guest waits for the rest
+    // until its one-second deadline, and then the connection must end too
+    // (the body timeouts are 30 s and 300 s by default).
+    let head = b"POST /2016-08-15/proxy/slow/echo/ HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nx";
+    let (_, closed) = raw_exchange(s.port, head, Duration::from_secs(20)).await;
+    assert!(closed, "the connection outlived its invocation");
+}

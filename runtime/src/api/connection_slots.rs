@@ -67,22 +67,11 @@ impl Drop for Slot {
 /// What a refused connection is told before it is closed: an FC error, as
 /// every other refusal.
 pub fn refusal(per_ip: usize) -> Vec<u8> {
-    let id = crate::util::new_request_id();
-    let message = format!("too many open connections from this address (at most {per_ip}; --max-connections-per-ip)");
-    let body = serde_json::json!({
-        "ErrorCode": "ResourceThrottled",
-        "ErrorMessage": message,
-        "Code": "ResourceThrottled",
-        "Message": message,
-        "RequestId": id,
-    })
-    .to_string();
-    format!(
-        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
-         x-fc-request-id: {id}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
+    super::error::raw_error_answer(
+        http::StatusCode::TOO_MANY_REQUESTS,
+        "ResourceThrottled",
+        &format!("too many open connections from this address (at most {per_ip}; --max-connections-per-ip)"),
     )
-    .into_bytes()
 }
 
 #[cfg(test)]

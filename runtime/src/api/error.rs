@@ -67,16 +67,38 @@ impl ApiError {
     }
 }
 
+/// FC's error body: `ErrorCode`/`ErrorMessage` (what `aliyun-fc2` reads)
+/// and `Code`/`Message`/`RequestId` (what the 2021 SDK reads).
+pub(crate) fn error_body(code: &str, message: &str, request_id: &str) -> serde_json::Value {
+    json!({
+        "ErrorCode": code,
+        "ErrorMessage": message,
+        "Code": code,
+        "Message": message,
+        "RequestId": request_id,
+    })
+}
+
+/// A whole HTTP/1.1 error answer, for the places that write to a socket
+/// themselves (before hyper has one, or instead of hyper's own answer). It
+/// closes the connection.
+pub(crate) fn raw_error_answer(status: StatusCode, code: &str, message: &str) -> Vec<u8> {
+    let id = crate::util::new_request_id();
+    let body = error_body(code, message, &id).to_string();
+    let reason = status.canonical_reason().unwrap_or("Error");
+    format!(
+        "HTTP/1.1 {} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+         x-fc-request-id: {id}\r\nconnection: close\r\n\r\n{body}",
+        status.as_u16(),
+        body.len()
+    )
+    .into_bytes()
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let request_id = current_request_id();
-        let body = json!({
-            "ErrorCode": self.code,
-            "ErrorMessage": self.message,
-            "Code": self.code,
-            "Message": self.message,
-            "RequestId": request_id,
-        });
+        let body = error_body(self.code, &self.message, &request_id);
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert(super::headers::REQUEST_ID, v);

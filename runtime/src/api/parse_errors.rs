@@ -57,27 +57,8 @@ fn rewrite(head: &[u8]) -> Option<Vec<u8>> {
             "the request is not valid HTTP: its method, URI or a header could not be parsed",
         ),
     };
-    let reason = http::StatusCode::from_u16(code)
-        .ok()?
-        .canonical_reason()
-        .unwrap_or("Bad Request");
-    let id = crate::util::new_request_id();
-    let body = serde_json::json!({
-        "ErrorCode": error_code,
-        "ErrorMessage": message,
-        "Code": error_code,
-        "Message": message,
-        "RequestId": id,
-    })
-    .to_string();
-    Some(
-        format!(
-            "HTTP/1.1 {code} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
-             x-fc-request-id: {id}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .into_bytes(),
-    )
+    let status = http::StatusCode::from_u16(code).ok()?;
+    Some(super::error::raw_error_answer(status, error_code, message))
 }
 
 impl<S: AsyncWrite + Unpin> FcParseErrors<S> {

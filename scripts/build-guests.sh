@@ -3,7 +3,7 @@
 # tests/build.rs puts them). Prints nothing but cargo's output.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-components=(hello noop spin memhog fail trap sleep counter http-hello http-echo square hello-sequence approval fan-out)
+components=(hello noop spin memhog fail trap sleep counter http-hello http-echo http-fetch square hello-sequence approval fan-out)
 args=()
 for c in "${components[@]}"; do args+=(-p "$c"); done
 cargo build --release --locked --manifest-path guest-examples/Cargo.toml \

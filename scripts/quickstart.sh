@@ -57,7 +57,9 @@ deploy fan-out        "$W2/fan_out.wasm"
 # HTTP functions (wasi:http components) answer on their HTTP trigger.
 deploy http-hello "$W2/http_hello.wasm"
 deploy http-echo  "$W2/http_echo.wasm"
-for f in http-hello http-echo; do
+# One outgoing GET, to public https hosts only (allowedOutboundHosts).
+deploy http-fetch "$W2/http_fetch.wasm" '{"allowedOutboundHosts":["https://*"]}'
+for f in http-hello http-echo http-fetch; do
     curl -sf -o /dev/null -X POST "$BASE/services/examples/functions/$f/triggers" \
         -H 'content-type: application/json' \
         -d '{"triggerName":"web","triggerType":"http","triggerConfig":{"authType":"anonymous","methods":["GET","POST","PUT"]}}' || true

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod client;
 pub mod durable;
 pub mod engine;
+pub mod journal;
 pub mod metrics;
 pub mod pool;
 pub mod provision;

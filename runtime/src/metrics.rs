@@ -1,28 +1,20 @@
-//! `GET /metrics`: Prometheus (OpenMetrics text) metrics.
+//! Counters of what happens as it happens: invocations (by function,
+//! start kind and outcome), their duration and fuel, refused signatures.
 //!
-//! Counters the API updates as requests happen live here; gauges that are
-//! facts about other modules (pool occupancy, compile-cache counters) are
-//! read from those modules at scrape time by a collector, so nothing drifts.
+//! This module sits below the pool and the API: the pool reports every
+//! invocation it runs here (sync, async task, HTTP trigger, activity) and
+//! the API counts refused signatures. Gauges that are facts about other
+//! modules are read from them at scrape time by the API's `/metrics`
+//! renderer (`api::metrics`), so nothing drifts and nothing here imports
+//! upward.
 
-use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-
-use crate::api::SharedState;
-use crate::durable::Durable;
-use crate::engine::Engine;
-use crate::pool::{Pool, PooledInvocation};
-use crate::registry::ResolvedFunction;
-use crate::scheduler::Scheduler;
 
 /// Labels of the invocation counter. A typed set rather than a list of
 /// string pairs: recording an invocation is on every request's path, and
@@ -39,20 +31,47 @@ struct FunctionLabel {
     function: String,
 }
 
+/// One finished invocation, as the pool reports it.
+#[derive(Debug, Clone, Copy)]
+pub struct InvocationRecord<'a> {
+    /// `service/function`.
+    pub function: &'a str,
+    /// `cold`, `warm` or `provisioned`.
+    pub start: &'static str,
+    /// `success`, or the FC error type of the failure.
+    pub result: &'static str,
+    pub duration: Duration,
+    /// Fuel the guest consumed, when its function has a fuel budget.
+    pub fuel: Option<u64>,
+}
+
 pub struct Metrics {
     registry: Registry,
     invocations: Family<InvocationLabels, Counter>,
     invocation_seconds: Family<FunctionLabel, Histogram>,
+    fuel_consumed: Family<FunctionLabel, Counter>,
     pub auth_failures: Counter,
 }
 
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
 impl Metrics {
-    pub fn new(engine: Engine, pool: Pool, scheduler: Scheduler, durable: Durable) -> Metrics {
+    pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("wasmfc");
         let invocations = Family::<InvocationLabels, Counter>::default();
         registry.register(
             "invocations",
-            "Invocations by function, start kind and outcome",
+            "Invocations by function, start kind and outcome (sync, async tasks, HTTP triggers, activities)",
             invocations.clone(),
         );
         let invocation_seconds = Family::<FunctionLabel, Histogram>::new_with_constructor(|| {
@@ -63,204 +82,76 @@ impl Metrics {
             "Guest execution time per invocation",
             invocation_seconds.clone(),
         );
+        let fuel_consumed = Family::<FunctionLabel, Counter>::default();
+        registry.register(
+            "fuel_consumed",
+            "Fuel (wasm instructions, roughly) consumed by functions with a fuel budget",
+            fuel_consumed.clone(),
+        );
         let auth_failures = Counter::default();
         registry.register(
             "auth_failures",
             "Requests refused for a missing or wrong signature",
             auth_failures.clone(),
         );
-        registry.register_collector(Box::new(RuntimeCollector {
-            engine,
-            pool,
-            scheduler,
-            durable,
-        }));
         Metrics {
             registry,
             invocations,
             invocation_seconds,
+            fuel_consumed,
             auth_failures,
         }
     }
 
-    pub fn record_invocation(&self, resolved: &ResolvedFunction, outcome: &PooledInvocation) {
-        // Joined by hand: `format!`'s machinery cost more than the copy.
-        let name = &resolved.function.spec.name;
-        let mut function = String::with_capacity(resolved.service.len() + 1 + name.len());
-        function.push_str(&resolved.service);
-        function.push('/');
-        function.push_str(name);
-        let result = match &outcome.invocation.result {
-            Ok(_) => "success",
-            Err(e) => e.error_type(),
-        };
+    pub fn record_invocation(&self, record: InvocationRecord<'_>) {
         let labels = InvocationLabels {
-            function,
-            start: outcome.start.as_str(),
-            result,
+            function: record.function.to_string(),
+            start: record.start,
+            result: record.result,
         };
         self.invocations.get_or_create(&labels).inc();
+        let function = FunctionLabel {
+            function: labels.function,
+        };
+        if let Some(fuel) = record.fuel {
+            self.fuel_consumed.get_or_create(&function).inc_by(fuel);
+        }
         self.invocation_seconds
-            .get_or_create(&FunctionLabel {
-                function: labels.function,
-            })
-            .observe(outcome.invocation.duration.as_secs_f64());
+            .get_or_create(&function)
+            .observe(record.duration.as_secs_f64());
     }
 
-    pub fn encode(&self) -> String {
+    /// Appends these metrics (without the closing `# EOF`) to `out`.
+    pub fn encode_into(&self, out: &mut String) -> Result<(), std::fmt::Error> {
+        prometheus_client::encoding::text::encode_registry(out, &self.registry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_invocation_counts_once_with_its_labels_and_fuel() {
+        let metrics = Metrics::new();
+        let record = InvocationRecord {
+            function: "svc/fn",
+            start: "warm",
+            result: "success",
+            duration: Duration::from_millis(2),
+            fuel: Some(1234),
+        };
+        metrics.record_invocation(record);
+        metrics.record_invocation(InvocationRecord { fuel: None, ..record });
         let mut out = String::new();
-        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
-            tracing::error!(error = %e, "encoding metrics");
-        }
-        out
+        metrics.encode_into(&mut out).unwrap();
+        assert!(
+            out.contains(r#"wasmfc_invocations_total{function="svc/fn",start="warm",result="success"} 2"#),
+            "{out}"
+        );
+        assert!(
+            out.contains(r#"wasmfc_fuel_consumed_total{function="svc/fn"} 1234"#),
+            "{out}"
+        );
     }
-}
-
-/// Reads engine and pool facts at scrape time.
-#[derive(Debug)]
-struct RuntimeCollector {
-    engine: Engine,
-    pool: Pool,
-    scheduler: Scheduler,
-    durable: Durable,
-}
-
-fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> Result<(), std::fmt::Error> {
-    let c = ConstCounter::new(value);
-    c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)
-}
-
-fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: i64) -> Result<(), std::fmt::Error> {
-    let g = ConstGauge::new(value);
-    g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)
-}
-
-impl Collector for RuntimeCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let stats = self.engine.stats();
-        counter(
-            &mut encoder,
-            "code_compilations",
-            "Wasm compiled from source (compiled-code cache misses)",
-            stats.compilations.load(Ordering::Relaxed),
-        )?;
-        counter(
-            &mut encoder,
-            "code_artifact_loads",
-            "Compiled artifacts loaded from the disk cache (no recompilation)",
-            stats.artifact_loads.load(Ordering::Relaxed),
-        )?;
-        counter(
-            &mut encoder,
-            "code_memory_hits",
-            "Code lookups answered from memory",
-            stats.memory_hits.load(Ordering::Relaxed),
-        )?;
-        counter(
-            &mut encoder,
-            "guest_offloads",
-            "Guest calls that proved CPU-bound and moved to the guest threads",
-            crate::engine::offload::moved(),
-        )?;
-        gauge(
-            &mut encoder,
-            "instances_live",
-            "Instances alive (idle and busy)",
-            self.pool.live_count() as i64,
-        )?;
-        gauge(
-            &mut encoder,
-            "instances_idle",
-            "Idle instances ready for a warm start",
-            self.pool.idle_count() as i64,
-        )?;
-        let (provisioned, provisioned_busy) = self.pool.provisioned_totals();
-        gauge(
-            &mut encoder,
-            "instances_provisioned",
-            "Provisioned instances alive (idle or serving)",
-            provisioned as i64,
-        )?;
-        gauge(
-            &mut encoder,
-            "instances_provisioned_busy",
-            "Provisioned instances serving an invocation now",
-            provisioned_busy as i64,
-        )?;
-        let stats = self.scheduler.stats();
-        counter(
-            &mut encoder,
-            "tasks_submitted",
-            "Async tasks accepted (written to the store)",
-            stats.submitted.load(Ordering::Relaxed),
-        )?;
-        gauge(
-            &mut encoder,
-            "tasks_queued",
-            "Tasks waiting in the queue",
-            self.scheduler.queued() as i64,
-        )?;
-        gauge(
-            &mut encoder,
-            "tasks_in_flight",
-            "Tasks dequeued or running",
-            self.scheduler.in_flight() as i64,
-        )?;
-        let d = self.durable.stats();
-        for (name, help, value) in [
-            ("orchestrations_started", "Orchestration instances started", &d.started),
-            (
-                "orchestration_runs",
-                "Orchestrator runs (each replays the journal from the start)",
-                &d.runs,
-            ),
-            (
-                "orchestrations_finished",
-                "Orchestration instances that completed or failed",
-                &d.finished,
-            ),
-            (
-                "orchestration_activities_scheduled",
-                "Activity tasks scheduled by orchestrations (attempts included)",
-                &d.activities_scheduled,
-            ),
-            (
-                "orchestration_activities_completed",
-                "Activity tasks whose outcome reached their orchestration",
-                &d.activities_completed,
-            ),
-        ] {
-            counter(&mut encoder, name, help, value.load(Ordering::Relaxed))?;
-        }
-        gauge(
-            &mut encoder,
-            "orchestrations_in_memory",
-            "Orchestration instances with a run under way or queued (waiting ones are not in memory)",
-            self.durable.active_count() as i64,
-        )?;
-        let finished = ConstCounter::new(0u64);
-        let mut family = encoder.encode_descriptor(
-            "tasks_finished",
-            "Tasks that reached a terminal state, by state",
-            None,
-            finished.metric_type(),
-        )?;
-        for entry in stats.finished.iter() {
-            let labels = [("state", *entry.key())];
-            let c = ConstCounter::new(entry.value().load(Ordering::Relaxed));
-            c.encode(family.encode_family(&labels)?)?;
-        }
-        Ok(())
-    }
-}
-
-pub async fn render(State(app): State<SharedState>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        app.metrics.encode(),
-    )
-        .into_response()
 }

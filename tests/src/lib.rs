@@ -412,6 +412,23 @@ impl Server {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     }
+
+    /// Polls [`Server::metric`] until it reaches `at_least`; panics after
+    /// `timeout` with the last value.
+    pub async fn wait_metric(&self, name: &str, labels: &[(&str, &str)], at_least: f64, timeout: Duration) -> f64 {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let value = self.metric(name, labels).await;
+            if value >= at_least {
+                return value;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name}{labels:?} stayed at {value} (wanted {at_least}) for {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 impl Drop for Server {

@@ -21,7 +21,8 @@ use super::SharedState;
 use crate::durable::history::{HistoryEvent, Recorded};
 use crate::durable::model::RuntimeStatus;
 use crate::durable::{Durable, DurableError};
-use crate::store::{Control, ControlOutcome, OrchFilter, OrchRow};
+use crate::journal::Control;
+use crate::store::{ControlOutcome, OrchFilter, OrchRow};
 
 /// The public webhook root.
 pub const PUBLIC_ROOT: &str = "/runtime/webhooks/durabletask";

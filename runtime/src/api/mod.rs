@@ -18,6 +18,7 @@ mod fc;
 mod front;
 pub(crate) mod headers;
 pub mod listener;
+mod metrics;
 mod parse_errors;
 pub mod timed_body;
 pub mod tls;
@@ -116,7 +117,7 @@ pub fn service(state: SharedState) -> Front {
 /// scraper cannot sign), so it is meant for a loopback or internal address.
 pub fn metrics_router(state: SharedState) -> Router {
     Router::new()
-        .route("/metrics", axum::routing::get(crate::metrics::render))
+        .route("/metrics", axum::routing::get(metrics::render))
         .fallback(not_found)
         .layer(middleware::from_fn(request_id))
         .with_state(state)
@@ -132,7 +133,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(fc::proxy_routes())
         .merge(durable::routes());
     if !state.metrics_apart {
-        routes = routes.route("/metrics", axum::routing::get(crate::metrics::render));
+        routes = routes.route("/metrics", axum::routing::get(metrics::render));
     }
     routes
         .fallback(not_found)

@@ -258,9 +258,11 @@ impl ServeCommand {
         let code = CodeDir::new(self.data_dir.join("code"))?;
         let registry = Registry::load(store.clone(), code.clone(), engine.clone(), self.max_code_size_mb << 20)
             .context("loading the registry")?;
+        let metrics = Arc::new(Metrics::new());
         let pool = Pool::new(
             engine.clone(),
             code,
+            metrics.clone(),
             PoolConfig {
                 max_instances: self.max_instances as usize,
                 max_instances_per_function: self.max_instances_per_function,
@@ -298,12 +300,6 @@ impl ServeCommand {
             pool.clone(),
             Duration::from_secs(self.provision_eval_period_secs.max(1)),
         );
-        let metrics = Arc::new(Metrics::new(
-            engine.clone(),
-            pool.clone(),
-            scheduler.clone(),
-            durable.clone(),
-        ));
         let url_secret = store
             .meta_get_or_insert("download_url_secret", || uuid::Uuid::new_v4().simple().to_string())
             .await?;

@@ -38,10 +38,11 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, Semaphore};
 
 use crate::engine::{ActivityCall, Engine, GuestKind, Interrupt, Journal, RunEnd, RunSettings, StopHandle};
+use crate::journal::Control;
 use crate::registry::{CodeDir, Registry};
 use crate::scheduler::{ACTIVITY_KIND, ActivityOutcome, Scheduler};
 use crate::store::{
-    Control, ControlOutcome, NewOrchestration, NewTask, OrchFilter, OrchRow, RunCommit, Store, StoreError, TimerRow,
+    ControlOutcome, NewOrchestration, NewTask, OrchFilter, OrchRow, RunCommit, Store, StoreError, TimerRow,
 };
 use crate::tasks::TaskState;
 use history::{HistoryEvent, NewAction, Recorded, Replay};
@@ -367,12 +368,16 @@ impl Durable {
         let outcome = self
             .inner
             .store
-            .orch_control(
-                instance_id,
-                op,
-                crate::util::now_ms(),
-                |row, step, name, input, attempt| activity_task(row, row.generation, step, name, input, attempt),
-            )
+            .orch_control(instance_id, op, crate::util::now_ms(), |row, retry| {
+                activity_task(
+                    row,
+                    row.generation,
+                    retry.step,
+                    &retry.name,
+                    &retry.input,
+                    retry.attempt,
+                )
+            })
             .await?;
         if let ControlOutcome::Done(row, tasks) = &outcome {
             self.inner.waiting_for_steps.remove(&row.rid);

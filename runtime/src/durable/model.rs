@@ -1,60 +1,7 @@
 //! Orchestration instance vocabulary: runtime statuses and instance ids,
 //! as the Durable Functions HTTP API defines them.
 
-/// An instance's `runtimeStatus` (exact casing on the wire and in the store).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RuntimeStatus {
-    Running,
-    Completed,
-    ContinuedAsNew,
-    Failed,
-    Canceled,
-    Terminated,
-    Pending,
-    Suspended,
-}
-
-impl RuntimeStatus {
-    pub const ALL: [RuntimeStatus; 8] = [
-        RuntimeStatus::Running,
-        RuntimeStatus::Completed,
-        RuntimeStatus::ContinuedAsNew,
-        RuntimeStatus::Failed,
-        RuntimeStatus::Canceled,
-        RuntimeStatus::Terminated,
-        RuntimeStatus::Pending,
-        RuntimeStatus::Suspended,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RuntimeStatus::Running => "Running",
-            RuntimeStatus::Completed => "Completed",
-            RuntimeStatus::ContinuedAsNew => "ContinuedAsNew",
-            RuntimeStatus::Failed => "Failed",
-            RuntimeStatus::Canceled => "Canceled",
-            RuntimeStatus::Terminated => "Terminated",
-            RuntimeStatus::Pending => "Pending",
-            RuntimeStatus::Suspended => "Suspended",
-        }
-    }
-
-    /// Exact enum names, case-insensitively (the API's parsing rule).
-    pub fn parse(s: &str) -> Option<RuntimeStatus> {
-        RuntimeStatus::ALL
-            .into_iter()
-            .find(|r| r.as_str().eq_ignore_ascii_case(s.trim()))
-    }
-
-    /// Completed, Failed, Terminated, Canceled: an instance never leaves these
-    /// (short of a rewind, restart or a new start with its id).
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            RuntimeStatus::Completed | RuntimeStatus::Failed | RuntimeStatus::Terminated | RuntimeStatus::Canceled
-        )
-    }
-}
+pub use crate::journal::RuntimeStatus;
 
 /// Checks an instance id per the Durable Functions rules: non-empty, at most
 /// 256 characters, not starting with `@`, no `/ \ # ?` or control

@@ -30,6 +30,7 @@ use crate::engine::{
     Capture, Engine, GuestInstance, HttpBodyError, HttpInstance, HyperOutgoingBody, InstanceSettings, Invocation,
     InvocationContext, InvokeError, Prepared, RecordedRequest, collect_response, offload,
 };
+use crate::metrics::{InvocationRecord, Metrics};
 use crate::registry::{CodeDir, FunctionEntry, ResolvedFunction};
 
 /// Pool settings (from `wasmfc serve` flags).
@@ -222,6 +223,8 @@ struct IdleSlot {
 
 struct FunctionPool {
     entry: Arc<FunctionEntry>,
+    /// `service/function`, the metrics label of its invocations.
+    label: String,
     settings: Arc<InstanceSettings>,
     idle: Mutex<Vec<IdleSlot>>,
     permits: Arc<Semaphore>,
@@ -281,6 +284,9 @@ struct Inner {
     engine: Engine,
     code: CodeDir,
     config: PoolConfig,
+    /// Every invocation the pool runs, or fails to find an instance for,
+    /// is reported here.
+    metrics: Arc<Metrics>,
     global: Arc<Semaphore>,
     /// Searched on every invocation by a key of five strings: foldhash
     /// (seeded per process) hashes it in a fraction of SipHash's time.
@@ -296,11 +302,12 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    pub fn new(engine: Engine, code: CodeDir, config: PoolConfig) -> Pool {
+    pub fn new(engine: Engine, code: CodeDir, metrics: Arc<Metrics>, config: PoolConfig) -> Pool {
         let pool = Pool {
             inner: Arc::new(Inner {
                 engine,
                 code,
+                metrics,
                 global: Arc::new(Semaphore::new(config.max_instances)),
                 config,
                 functions: DashMap::with_hasher(foldhash::fast::RandomState::default()),
@@ -327,6 +334,7 @@ impl Pool {
                 let spec = &resolved.function.spec;
                 Arc::new(FunctionPool {
                     entry: resolved.function.clone(),
+                    label: format!("{}/{}", resolved.service, spec.name),
                     settings: Arc::new(InstanceSettings {
                         env: spec.env.clone(),
                         memory_limit_mb: spec.memory_mb,
@@ -399,10 +407,16 @@ impl Pool {
             }
         };
         let start = lease.start;
+        let fp = lease.fp.clone();
+        let started = Instant::now();
         match lease.into_http() {
             Ok((instance, hold)) => {
                 let instance_id = instance.id().to_string();
                 let (response, log) = instance.serve(ctx, request, hold).await;
+                // Counted when the response head is ready: the guest may
+                // stream its body for a while yet.
+                let result = response.as_ref().map(|_| ()).map_err(InvokeError::error_type);
+                self.observe(&fp, start, result.err(), started.elapsed(), None);
                 HttpServed {
                     start,
                     instance_id,
@@ -410,13 +424,34 @@ impl Pool {
                     log: Some(log),
                 }
             }
-            Err((instance_id, e)) => HttpServed {
-                start,
-                instance_id,
-                response: Err(e),
-                log: None,
-            },
+            Err((instance_id, e)) => {
+                self.observe(&fp, start, Some(e.error_type()), Duration::ZERO, None);
+                HttpServed {
+                    start,
+                    instance_id,
+                    response: Err(e),
+                    log: None,
+                }
+            }
         }
+    }
+
+    /// Reports one invocation (`failure` is its error type, if it failed).
+    fn observe(
+        &self,
+        fp: &FunctionPool,
+        start: StartKind,
+        failure: Option<&'static str>,
+        duration: Duration,
+        fuel: Option<u64>,
+    ) {
+        self.inner.metrics.record_invocation(InvocationRecord {
+            function: &fp.label,
+            start: start.as_str(),
+            result: failure.unwrap_or("success"),
+            duration,
+            fuel,
+        });
     }
 
     async fn run_lease(lease: Result<Lease, InvokeError>, ctx: InvocationContext, event: Bytes) -> PooledInvocation {
@@ -455,6 +490,22 @@ impl Pool {
         reuse: bool,
     ) -> Result<Lease, InvokeError> {
         let fp = self.function_pool(resolved);
+        let lease = self.lease(fp.clone(), ctx, wait, reuse).await;
+        if let Err(e) = &lease {
+            // No instance (throttled, or its initializer failed): this
+            // invocation failed too.
+            self.observe(&fp, StartKind::Cold, Some(e.error_type()), Duration::ZERO, None);
+        }
+        lease
+    }
+
+    async fn lease(
+        &self,
+        fp: Arc<FunctionPool>,
+        ctx: &InvocationContext,
+        wait: Duration,
+        reuse: bool,
+    ) -> Result<Lease, InvokeError> {
         let deadline = tokio::time::Instant::now() + wait;
         let throttled = || {
             InvokeError::Capacity(format!(
@@ -808,6 +859,7 @@ impl Lease {
     pub async fn invoke_http(self, ctx: InvocationContext, recorded: Bytes) -> PooledInvocation {
         let started = Instant::now();
         let start = self.start;
+        let (pool, fp) = (self.pool.clone(), self.fp.clone());
         let (result, instance_id) = match RecordedRequest::decode(&recorded).and_then(|r| r.to_request()) {
             Err(e) => (Err(e), self.instance_id().to_string()),
             Ok(request) => match self.into_http() {
@@ -822,11 +874,19 @@ impl Lease {
                 }
             },
         };
+        let duration = started.elapsed();
+        pool.observe(
+            &fp,
+            start,
+            result.as_ref().err().map(InvokeError::error_type),
+            duration,
+            None,
+        );
         PooledInvocation {
             invocation: Invocation {
                 result,
                 log: Bytes::new(),
-                duration: started.elapsed(),
+                duration,
                 peak_memory_bytes: 0,
                 instance_id,
             },
@@ -844,6 +904,13 @@ impl Lease {
 
     async fn invoke_here(mut self, ctx: InvocationContext, event: Bytes) -> PooledInvocation {
         let invocation = self.slot.instance.invoke(&ctx, event).await;
+        self.pool.observe(
+            &self.fp,
+            self.start,
+            invocation.result.as_ref().err().map(InvokeError::error_type),
+            invocation.duration,
+            None,
+        );
         self.slot.uses += 1;
         let survives = invocation
             .result

@@ -7,8 +7,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::tasks::insert as insert_task;
 use super::{NewTask, Result, Store, StoreError};
-use crate::durable::history::{HistoryEvent, Recorded};
-use crate::durable::model::RuntimeStatus;
+use crate::journal::rewind::{self, StepRetry};
+use crate::journal::{Control, HistoryEvent, Recorded, Refusal, RuntimeStatus, awaits_outcome};
 
 /// A stored instance.
 #[derive(Debug, Clone)]
@@ -106,15 +106,6 @@ pub struct Committed {
     pub generation: u32,
 }
 
-/// Instance operations from the API.
-#[derive(Debug, Clone)]
-pub enum Control {
-    Terminate(String),
-    Suspend(String),
-    Resume(String),
-    Rewind(String),
-}
-
 /// What an operation found.
 #[derive(Debug, Clone)]
 pub enum ControlOutcome {
@@ -158,19 +149,6 @@ pub struct Undelivered {
     pub event: HistoryEvent,
 }
 
-fn step_of(e: &HistoryEvent) -> Option<u32> {
-    match e {
-        HistoryEvent::TaskScheduled { step, .. }
-        | HistoryEvent::TaskCompleted { step, .. }
-        | HistoryEvent::TaskFailed { step, .. }
-        | HistoryEvent::TimerCreated { step, .. }
-        | HistoryEvent::TimerFired { step, .. }
-        | HistoryEvent::EventWaitStarted { step, .. }
-        | HistoryEvent::ClockRead { step, .. } => Some(*step),
-        _ => None,
-    }
-}
-
 /// Appends events at the row's `next_seq` and advances it.
 fn append(c: &Connection, rid: i64, next_seq: &mut i64, ts: i64, events: &[HistoryEvent]) -> Result<()> {
     let mut stmt = c.prepare_cached(
@@ -178,7 +156,7 @@ fn append(c: &Connection, rid: i64, next_seq: &mut i64, ts: i64, events: &[Histo
     )?;
     for e in events {
         let body = serde_json::to_string(e)?;
-        stmt.execute(params![rid, *next_seq, e.type_name(), ts, step_of(e), body])?;
+        stmt.execute(params![rid, *next_seq, e.type_name(), ts, e.step(), body])?;
         *next_seq += 1;
     }
     Ok(())
@@ -229,6 +207,43 @@ fn insert_tasks(c: &Connection, tasks: Vec<NewTask>) -> Result<Vec<(i64, NewTask
         }
     }
     Ok(out)
+}
+
+/// Applies [`rewind::plan`] to a failed instance: its failures rewritten
+/// inert, `ExecutionRewound`, then a new `TaskScheduled` and task for each
+/// failed step. Answers the inserted tasks.
+fn apply_rewind(
+    c: &Connection,
+    row: &OrchRow,
+    next: &mut i64,
+    now_ms: i64,
+    reason: String,
+    rewind_task: &dyn Fn(&OrchRow, &StepRetry) -> NewTask,
+) -> Result<Vec<(i64, NewTask)>> {
+    let plan = rewind::plan(&load_history(c, row.rid)?);
+    let mut update = c.prepare_cached(
+        "UPDATE orchestration_history SET event_type = 'GenericEvent', step = NULL, body = ?3
+         WHERE rid = ?1 AND seq = ?2",
+    )?;
+    for (seq, inert) in &plan.inert {
+        update.execute(params![row.rid, seq, serde_json::to_string(inert)?])?;
+    }
+    append(c, row.rid, next, now_ms, &[HistoryEvent::ExecutionRewound { reason }])?;
+    let mut new_tasks = Vec::new();
+    for retry in &plan.retries {
+        let task = rewind_task(row, retry);
+        let scheduled = HistoryEvent::TaskScheduled {
+            step: retry.step,
+            name: retry.name.clone(),
+            input: retry.input.clone(),
+            task_id: task.invocation_id.clone(),
+            attempt: retry.attempt,
+            retry: None,
+        };
+        append(c, row.rid, next, now_ms, &[scheduled])?;
+        new_tasks.push(task);
+    }
+    insert_tasks(c, new_tasks)
 }
 
 impl Store {
@@ -440,23 +455,17 @@ impl Store {
                     }
                 }
                 HistoryEvent::TaskCompleted { step, .. } | HistoryEvent::TaskFailed { step, .. } => {
-                    let last: Option<(String, String)> = c
+                    let last: Option<String> = c
                         .prepare_cached(
-                            "SELECT event_type, body FROM orchestration_history WHERE rid = ?1 AND step = ?2
+                            "SELECT body FROM orchestration_history WHERE rid = ?1 AND step = ?2
                              ORDER BY seq DESC LIMIT 1",
                         )?
-                        .query_row(params![rid, step], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .query_row(params![rid, step], |r| r.get(0))
                         .optional()?;
-                    let open = match last {
-                        Some((t, body)) if t == "TaskScheduled" => match serde_json::from_str::<HistoryEvent>(&body)? {
-                            HistoryEvent::TaskScheduled { task_id: scheduled, .. } => {
-                                task_id.as_deref().is_none_or(|t| t == scheduled)
-                            }
-                            _ => false,
-                        },
-                        _ => false,
-                    };
-                    if !open {
+                    let last = last
+                        .map(|body| serde_json::from_str::<HistoryEvent>(&body))
+                        .transpose()?;
+                    if !awaits_outcome(last.as_ref(), task_id.as_deref()) {
                         return Ok(None);
                     }
                 }
@@ -528,8 +537,9 @@ impl Store {
         .await
     }
 
-    /// Terminate, suspend, resume or rewind. `rewind_task` builds the task
-    /// of a failed step's new attempt: (row, step, activity, input, attempt).
+    /// Terminate, suspend, resume or rewind, when [`Control::check`]
+    /// allows it. `rewind_task` builds the task of a failed step's new
+    /// attempt.
     pub async fn orch_control<F>(
         &self,
         instance_id: &str,
@@ -538,28 +548,29 @@ impl Store {
         rewind_task: F,
     ) -> Result<ControlOutcome>
     where
-        F: Fn(&OrchRow, u32, &str, &str, u32) -> NewTask + Send + 'static,
+        F: Fn(&OrchRow, &StepRetry) -> NewTask + Send + 'static,
     {
         let id = instance_id.to_string();
         self.write(move |c| {
-            use RuntimeStatus::*;
             let Some(row) = get_row(c, "instance_id = ?1", &id)? else {
                 return Ok(ControlOutcome::NotFound);
             };
-            let rewinding = matches!(op, Control::Rewind(_));
-            if row.status.is_terminal() && !(rewinding && row.status == Failed) {
-                return Ok(ControlOutcome::Gone(row.status));
+            match op.check(row.status) {
+                Err(Refusal::Gone(status)) => return Ok(ControlOutcome::Gone(status)),
+                Err(Refusal::WrongState(status)) => return Ok(ControlOutcome::WrongState(status)),
+                Ok(()) => {}
             }
             let mut next = row.next_seq;
             let mut tasks = Vec::new();
             match op {
                 Control::Terminate(reason) => {
+                    let output = serde_json::Value::String(reason.clone()).to_string();
                     append(
                         c,
                         row.rid,
                         &mut next,
                         now_ms,
-                        &[HistoryEvent::ExecutionTerminated { reason: reason.clone() }],
+                        &[HistoryEvent::ExecutionTerminated { reason }],
                     )?;
                     c.prepare_cached("DELETE FROM orchestration_timers WHERE rid = ?1")?
                         .execute([row.rid])?;
@@ -567,17 +578,9 @@ impl Store {
                         "UPDATE orchestrations SET status = 'Terminated', output = ?2, next_seq = ?3, pending = 0,
                          updated_ms = ?4 WHERE rid = ?1",
                     )?
-                    .execute(params![
-                        row.rid,
-                        serde_json::Value::String(reason).to_string(),
-                        next,
-                        now_ms
-                    ])?;
+                    .execute(params![row.rid, output, next, now_ms])?;
                 }
                 Control::Suspend(reason) => {
-                    if !matches!(row.status, Running | Pending | ContinuedAsNew) {
-                        return Ok(ControlOutcome::WrongState(row.status));
-                    }
                     append(
                         c,
                         row.rid,
@@ -591,9 +594,6 @@ impl Store {
                     .execute(params![row.rid, next, now_ms])?;
                 }
                 Control::Resume(reason) => {
-                    if row.status != Suspended {
-                        return Ok(ControlOutcome::WrongState(row.status));
-                    }
                     append(
                         c,
                         row.rid,
@@ -608,78 +608,7 @@ impl Store {
                     .execute(params![row.rid, next, now_ms])?;
                 }
                 Control::Rewind(reason) => {
-                    if row.status != Failed {
-                        return Ok(ControlOutcome::WrongState(row.status));
-                    }
-                    // Failures become inert; failed steps get a new attempt.
-                    let history = load_history(c, row.rid)?;
-                    let mut scheduled = std::collections::HashMap::new();
-                    let mut retry = Vec::new();
-                    {
-                        let mut update = c.prepare_cached(
-                            "UPDATE orchestration_history SET event_type = 'GenericEvent', step = NULL, body = ?3
-                             WHERE rid = ?1 AND seq = ?2",
-                        )?;
-                        for rec in &history {
-                            match &rec.event {
-                                HistoryEvent::TaskScheduled {
-                                    step,
-                                    name,
-                                    input,
-                                    attempt,
-                                    ..
-                                } => {
-                                    scheduled.insert(*step, (name.clone(), input.clone(), *attempt));
-                                }
-                                HistoryEvent::TaskFailed { step, reason } => {
-                                    let body = serde_json::to_string(&HistoryEvent::GenericEvent {
-                                        data: format!("Rewound: TaskFailed (step {step}): {reason}"),
-                                    })?;
-                                    update.execute(params![row.rid, rec.seq, body])?;
-                                    if let Some(s) = scheduled.get(step) {
-                                        retry.push((*step, s.clone()));
-                                    }
-                                }
-                                HistoryEvent::ExecutionCompleted { status, result } if status == "Failed" => {
-                                    let body = serde_json::to_string(&HistoryEvent::GenericEvent {
-                                        data: format!(
-                                            "Rewound: ExecutionCompleted (Failed): {}",
-                                            result.clone().unwrap_or_default()
-                                        ),
-                                    })?;
-                                    update.execute(params![row.rid, rec.seq, body])?;
-                                }
-                                _ => {}
-                            }
-                        }
-                    }
-                    append(
-                        c,
-                        row.rid,
-                        &mut next,
-                        now_ms,
-                        &[HistoryEvent::ExecutionRewound { reason }],
-                    )?;
-                    let mut new_tasks = Vec::new();
-                    for (step, (name, input, attempt)) in retry {
-                        let task = rewind_task(&row, step, &name, &input, attempt + 1);
-                        append(
-                            c,
-                            row.rid,
-                            &mut next,
-                            now_ms,
-                            &[HistoryEvent::TaskScheduled {
-                                step,
-                                name,
-                                input,
-                                task_id: task.invocation_id.clone(),
-                                attempt: attempt + 1,
-                                retry: None,
-                            }],
-                        )?;
-                        new_tasks.push(task);
-                    }
-                    tasks = insert_tasks(c, new_tasks)?;
+                    tasks = apply_rewind(c, &row, &mut next, now_ms, reason, &rewind_task)?;
                     c.prepare_cached(
                         "UPDATE orchestrations SET status = 'Running', output = NULL, next_seq = ?2, pending = 1,
                          updated_ms = ?3 WHERE rid = ?1",

@@ -17,9 +17,7 @@ mod log_budget;
 mod registry;
 mod tasks;
 
-pub use durable::{
-    Committed, Control, ControlOutcome, NewOrchestration, OrchFilter, OrchRow, RunCommit, TimerRow, Undelivered,
-};
+pub use durable::{Committed, ControlOutcome, NewOrchestration, OrchFilter, OrchRow, RunCommit, TimerRow, Undelivered};
 pub use registry::{RegistryChange, RegistryRows};
 pub use tasks::{Applied, FollowUp, NewTask, TaskFilter, TaskPage, TaskRow, TaskUpdate, Transition};
 

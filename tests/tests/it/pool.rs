@@ -76,3 +76,51 @@ async fn metrics_count_invocations_by_start_kind() {
     );
     assert_eq!(s.metric("wasmfc_instances_live", &[]).await, 1.0);
 }
+
+/// Every way of running a function reaches the invocation counter: a sync
+/// InvokeFunction, an async task, a request through an HTTP trigger and an
+/// orchestration's activity.
+#[tokio::test]
+async fn every_kind_of_invocation_is_counted() {
+    let s = Server::default().await;
+    s.create_service("count").await;
+    s.create_function("count", "hello", guests::HELLO, json!({})).await;
+    s.create_function("count", "web", guests::HTTP_HELLO, json!({})).await;
+    s.create_function("count", "hello-sequence", guests::HELLO_SEQUENCE, json!({}))
+        .await;
+    let trigger = s
+        .post_json(
+            "/2016-08-15/services/count/functions/web/triggers",
+            json!({"triggerName": "web", "triggerType": "http",
+                   "triggerConfig": {"authType": "anonymous", "methods": ["GET"]}}),
+        )
+        .await;
+    assert_eq!(trigger.status, 200, "{}", trigger.text());
+    let counted = |function: &'static str| [("function", function), ("result", "success")];
+    let ceiling = Duration::from_secs(60);
+
+    assert_eq!(s.invoke("count", "hello", "sync", &[]).await.status, 200);
+    assert_eq!(s.metric("wasmfc_invocations_total", &counted("count/hello")).await, 1.0);
+
+    s.task_mode("count", "hello", json!({})).await;
+    let submitted = s.invoke_async("count", "hello", "async", Some("counted-task")).await;
+    assert_eq!(submitted.status, 202, "{}", submitted.text());
+    s.wait_status("count", "hello", "counted-task", "Succeeded", ceiling)
+        .await;
+    assert_eq!(s.metric("wasmfc_invocations_total", &counted("count/hello")).await, 2.0);
+
+    let served = s.get("/2016-08-15/proxy/count/web/x").await;
+    assert_eq!(served.status, 200, "{}", served.text());
+    assert_eq!(s.metric("wasmfc_invocations_total", &counted("count/web")).await, 1.0);
+
+    // hello-sequence calls its `hello` activity three times.
+    let started = s
+        .post_json(
+            "/runtime/webhooks/durabletask/orchestrators/hello-sequence/counted",
+            json!(null),
+        )
+        .await;
+    assert_eq!(started.status, 202, "{}", started.text());
+    s.wait_metric("wasmfc_invocations_total", &counted("count/hello"), 5.0, ceiling)
+        .await;
+}

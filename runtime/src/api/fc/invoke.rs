@@ -170,7 +170,6 @@ async fn invoke_sync(
     } else {
         app.pool.invoke(resolved, ctx, body).await
     };
-    app.metrics.record_invocation(resolved, &outcome);
     Ok(render(resolved, &outcome, tail))
 }
 

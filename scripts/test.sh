@@ -12,6 +12,9 @@ cargo fmt --all --check
 cargo fmt --all --check --manifest-path guest-examples/Cargo.toml
 cargo fmt --check --manifest-path host-api/Cargo.toml
 
+echo "==> layers (imports flow one way)"
+python3 scripts/check-layers.py
+
 echo "==> clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 

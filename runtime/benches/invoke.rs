@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
-use wasmfc::engine::{Engine, EngineConfig, InstanceSettings, InvocationContext, StopHandle};
+use wasmfc::engine::{Engine, EngineConfig, InstanceSettings, InvocationContext, Target};
 
 fn guest(name: &str, target: &str) -> Vec<u8> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -22,17 +22,13 @@ fn guest(name: &str, target: &str) -> Vec<u8> {
 }
 
 fn ctx() -> InvocationContext {
-    InvocationContext::new(
-        "bench".into(),
-        "bench".into(),
-        "hello".into(),
-        "LATEST".into(),
-        "LATEST".into(),
-        Duration::from_secs(3600),
-        None,
-        0,
-        StopHandle::new(),
-    )
+    let target = Target {
+        service: "bench".into(),
+        function: "hello".into(),
+        qualifier: "LATEST".into(),
+        version_id: "LATEST".into(),
+    };
+    InvocationContext::request("bench".into(), target, Duration::from_secs(3600))
 }
 
 fn invoke(c: &mut Criterion) {
@@ -52,6 +48,7 @@ fn invoke(c: &mut Criterion) {
         memory_limit_mb: 128,
         run_initializer: false,
         allowed_outbound_hosts: Arc::default(),
+        fuel_budget: None,
     });
     let event = Bytes::from_static(b"bench");
 

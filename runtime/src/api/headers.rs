@@ -29,6 +29,8 @@ pub const CODE_CHECKSUM: HeaderName = HeaderName::from_static("x-fc-code-checksu
 pub const INSTANCE_ID: HeaderName = HeaderName::from_static("x-fc-instance-id");
 pub const LOG_RESULT: HeaderName = HeaderName::from_static("x-fc-log-result");
 pub const ERROR_TYPE: HeaderName = HeaderName::from_static("x-fc-error-type");
+/// Fuel the invocation consumed (wasmfc's own; with `--fuel-metering`).
+pub const WASMFC_FUEL_CONSUMED: HeaderName = HeaderName::from_static("x-wasmfc-fuel-consumed");
 
 /// The value of header `name` as text, or `None` when it is absent.
 ///

@@ -116,6 +116,13 @@ pub struct ServeCommand {
     #[arg(long, default_value_t = 1 << 20)]
     pub log_limit_bytes: usize,
 
+    /// Meter fuel (wasm instructions, roughly) in every guest: functions
+    /// may then set a `fuelBudget`, and each invocation reports the fuel it
+    /// consumed (`X-Wasmfc-Fuel-Consumed`, the task record,
+    /// `wasmfc_fuel_consumed_total`). Costs up to 2x on tight loops.
+    #[arg(long)]
+    pub fuel_metering: bool,
+
     /// MB of task logs kept in all: past it the oldest tasks' logs are
     /// dropped first (their results and history stay).
     #[arg(long, default_value_t = 1024)]
@@ -253,6 +260,7 @@ impl ServeCommand {
             cache_dir: self.data_dir.join("cache"),
             max_instances: self.max_instances,
             log_limit: self.log_limit_bytes,
+            fuel_metering: self.fuel_metering,
             ..EngineConfig::default()
         })?;
         let code = CodeDir::new(self.data_dir.join("code"))?;

@@ -61,15 +61,7 @@ pub enum DurableError {
     Store(#[from] StoreError),
 }
 
-/// Text as JSON text: valid JSON stays as it is, anything else becomes a
-/// JSON string (activity results, failure messages, outputs).
-pub fn as_json_text(bytes: &[u8]) -> String {
-    match std::str::from_utf8(bytes) {
-        Ok(text) if serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() => text.to_string(),
-        Ok(text) => serde_json::Value::String(text.to_string()).to_string(),
-        Err(_) => serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned()).to_string(),
-    }
-}
+pub use crate::journal::as_json_text;
 
 /// The id of the task that runs attempt `attempt` of step `step`.
 fn activity_task_id(rid: i64, generation: u32, step: u32, attempt: u32) -> String {
@@ -321,7 +313,7 @@ impl Durable {
             })
             .await
             .map_err(|e| match e {
-                StoreError::Conflict(msg) => DurableError::AlreadyExists(msg),
+                StoreError::Duplicate(msg) => DurableError::AlreadyExists(msg),
                 e => DurableError::Store(e),
             })?;
         self.inner.stats.started.fetch_add(1, Ordering::Relaxed);

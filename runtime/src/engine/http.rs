@@ -21,20 +21,18 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use wasmtime::Store;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
+use super::call::{CallEnd, classify, race};
 use super::capture::Capture;
-use super::instance::{CallEnd, InstanceSettings, classify, race};
-use super::interrupt::epoch_callback;
 use super::invocation::{InvocationContext, InvokeError};
-use super::limits::MemoryLimiter;
 use super::outbound::{self, AllowList, Decision};
+use super::sandbox::{self, Bounds, InstanceSettings, Sandboxed};
 use super::{Engine, Prepared};
 
 /// The error type request and response bodies carry.
@@ -45,8 +43,17 @@ pub struct HttpState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
-    limiter: MemoryLimiter,
+    bounds: Bounds,
     outbound: OutboundPolicy,
+}
+
+impl Sandboxed for HttpState {
+    fn bounds(&self) -> &Bounds {
+        &self.bounds
+    }
+    fn bounds_mut(&mut self) -> &mut Bounds {
+        &mut self.bounds
+    }
 }
 
 impl WasiView for HttpState {
@@ -195,26 +202,21 @@ impl HttpInstance {
         H: Send + 'static,
     {
         let capture = Capture::log_only(self.engine.config().log_limit);
-        let mut wasi = WasiCtxBuilder::new();
-        wasi.stdout(capture.stdout())
-            .stderr(capture.stderr())
-            .envs(&self.settings.env)
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false);
+        let bounds = match Bounds::new(&self.engine, self.settings.memory_limit_mb, self.settings.fuel_budget) {
+            Ok(bounds) => bounds,
+            Err(e) => return (Err(e), capture),
+        };
         let state = HttpState {
-            wasi: wasi.build(),
+            wasi: sandbox::locked_wasi(&capture, &self.settings.env).build(),
             http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
-            limiter: MemoryLimiter::new((self.settings.memory_limit_mb as usize) << 20),
+            table: sandbox::resource_table(),
+            bounds,
             outbound: OutboundPolicy {
                 allowed: self.settings.allowed_outbound_hosts.clone(),
             },
         };
-        let mut store = Store::new(self.engine.wasmtime(), state);
-        store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(epoch_callback(ctx.stop.clone(), ctx.deadline));
+        let mut store = sandbox::new_store(&self.engine, state);
+        sandbox::arm(&mut store, &ctx.stop, ctx.deadline);
 
         let internal = |e: wasmtime::Error| InvokeError::Internal(format!("preparing the request: {e:#}"));
         let (sender, receiver) = tokio::sync::oneshot::channel();
@@ -247,7 +249,7 @@ impl HttpInstance {
                 let log = capture.log_tail(usize::MAX);
                 let result = match end {
                     CallEnd::Returned(Ok(())) => Ok(()),
-                    CallEnd::Returned(Err(e)) => Err(classify(&e, &task_ctx, &store.data().limiter, false, &log)),
+                    CallEnd::Returned(Err(e)) => Err(classify(&e, &task_ctx, store.data().bounds(), false, &log)),
                     CallEnd::Stopped => Err(InvokeError::Stopped),
                     CallEnd::TimedOut => Err(InvokeError::Timeout(task_ctx.timeout)),
                 };

@@ -1,22 +1,23 @@
-//! Instances: a store plus an instantiated guest, and the calls into it.
+//! Event functions: components exporting `wasmfc:function/handler`, kept
+//! warm and called once per invocation, and WASI preview-1 commands, run
+//! from `_start` once per invocation with the event on stdin.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use wasmtime::Store;
 use wasmtime::component::ResourceTable;
-use wasmtime::{Store, Trap};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
-use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
 
-use super::artifacts::Compiled;
+use super::Engine;
+use super::call::{CallEnd, classify, instantiate_error, race};
 use super::capture::Capture;
-use super::http::{HttpInstance, HttpState};
-use super::interrupt::{RunningGuest, StopHandle, epoch_callback};
+use super::interrupt::StopHandle;
 use super::invocation::{Invocation, InvocationContext, InvokeError};
-use super::limits::MemoryLimiter;
-use super::{Engine, EngineError, GuestKind, Prepared};
+use super::sandbox::{self, Bounds, InstanceSettings, Sandboxed};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -26,20 +27,38 @@ mod bindings {
     });
 }
 
-use bindings::exports::wasmfc::function::{handler, lifecycle};
+pub(super) use bindings::exports::wasmfc::function::{handler, lifecycle};
 use bindings::wasmfc::function::types::Context as WitContext;
 
 /// Store data of a command module.
 pub struct CommandState {
     pub wasi: WasiP1Ctx,
-    limiter: MemoryLimiter,
+    bounds: Bounds,
 }
 
 /// Store data of a component.
 pub struct ComponentState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limiter: MemoryLimiter,
+    bounds: Bounds,
+}
+
+impl Sandboxed for CommandState {
+    fn bounds(&self) -> &Bounds {
+        &self.bounds
+    }
+    fn bounds_mut(&mut self) -> &mut Bounds {
+        &mut self.bounds
+    }
+}
+
+impl Sandboxed for ComponentState {
+    fn bounds(&self) -> &Bounds {
+        &self.bounds
+    }
+    fn bounds_mut(&mut self) -> &mut Bounds {
+        &mut self.bounds
+    }
 }
 
 impl WasiView for ComponentState {
@@ -47,105 +66,6 @@ impl WasiView for ComponentState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
-        }
-    }
-}
-
-/// How a function's instances are set up; fixed per function version.
-#[derive(Debug, Clone)]
-pub struct InstanceSettings {
-    /// `environmentVariables`, the guest's whole environment.
-    pub env: Vec<(String, String)>,
-    /// `memorySize`.
-    pub memory_limit_mb: u64,
-    /// Run the guest's initializer when an instance is created.
-    pub run_initializer: bool,
-    /// Where an HTTP function may send requests (`allowedOutboundHosts`);
-    /// empty denies all outgoing HTTP.
-    pub allowed_outbound_hosts: Arc<super::outbound::AllowList>,
-}
-
-pub(super) enum PreparedTarget {
-    Command {
-        pre: wasmtime::InstancePre<CommandState>,
-    },
-    Event {
-        pre: wasmtime::component::InstancePre<ComponentState>,
-        handler: handler::GuestIndices,
-        lifecycle: Option<lifecycle::GuestIndices>,
-    },
-    Http {
-        pre: wasmtime_wasi_http::p2::bindings::ProxyPre<HttpState>,
-    },
-    Orchestrator {
-        pre: wasmtime::component::InstancePre<super::orchestrator::OrchestratorState>,
-        indices: super::orchestrator::bindings::exports::wasmfc::function::orchestrator::GuestIndices,
-    },
-}
-
-impl PreparedTarget {
-    pub(super) fn has_initializer(&self) -> bool {
-        matches!(self, PreparedTarget::Event { lifecycle: Some(_), .. })
-    }
-}
-
-/// Links compiled code against what wasmfc provides and decides its kind.
-pub(super) fn link(
-    module_linker: &wasmtime::Linker<CommandState>,
-    component_linker: &wasmtime::component::Linker<ComponentState>,
-    http_linker: &wasmtime::component::Linker<HttpState>,
-    orchestrator_linker: &wasmtime::component::Linker<super::orchestrator::OrchestratorState>,
-    compiled: Compiled,
-) -> Result<(GuestKind, PreparedTarget), EngineError> {
-    match compiled {
-        Compiled::Module(module) => {
-            if module.get_export("_start").is_none() {
-                return Err(EngineError::InvalidCode(
-                    "a core module must be a WASI preview-1 command exporting `_start` \
-                     (build with --target wasm32-wasip1), or build a component"
-                        .into(),
-                ));
-            }
-            let pre = module_linker
-                .instantiate_pre(&module)
-                .map_err(|e| EngineError::InvalidCode(format!("cannot link module: {e:#}")))?;
-            Ok((GuestKind::Command, PreparedTarget::Command { pre }))
-        }
-        Compiled::Component(component) if exports_http_handler(&component) => {
-            let pre = http_linker
-                .instantiate_pre(&component)
-                .map_err(|e| EngineError::InvalidCode(format!("cannot link wasi:http component: {e:#}")))?;
-            let pre = wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre).map_err(|e| {
-                EngineError::InvalidCode(format!("the component is not a wasi:http/proxy component: {e:#}"))
-            })?;
-            Ok((GuestKind::HttpComponent, PreparedTarget::Http { pre }))
-        }
-        Compiled::Component(component) if super::orchestrator::exports_orchestrator(&component) => Ok((
-            GuestKind::Orchestrator,
-            super::orchestrator::prepare(orchestrator_linker, &component)?,
-        )),
-        Compiled::Component(component) => {
-            let pre = component_linker
-                .instantiate_pre(&component)
-                .map_err(|e| EngineError::InvalidCode(format!("cannot link component: {e:#}")))?;
-            match handler::GuestIndices::new(&pre) {
-                Ok(handler) => {
-                    let lifecycle = lifecycle::GuestIndices::new(&pre).ok();
-                    Ok((
-                        GuestKind::EventComponent,
-                        PreparedTarget::Event {
-                            pre,
-                            handler,
-                            lifecycle,
-                        },
-                    ))
-                }
-                Err(e) => Err(EngineError::InvalidCode(format!(
-                    "the component exports neither `wasmfc:function/handler@0.1.0` \
-                     (an event function, see host-api/wit/function.wit) nor \
-                     `wasi:http/incoming-handler@0.2` (an HTTP function): {e:#}"
-                ))),
-            }
         }
     }
 }
@@ -197,21 +117,12 @@ fn reuse_wit_context<'a>(
     }
 }
 
-fn new_instance_id() -> String {
+pub(super) fn new_instance_id() -> String {
     format!("inst-{}", &uuid::Uuid::new_v4().simple().to_string()[..20])
 }
 
-/// A live instance.
-pub enum GuestInstance {
-    Event(EventInstance),
-    /// Commands are instantiated per invocation; this holds the recipe.
-    Command(CommandInstance),
-    /// HTTP functions are instantiated per request; this holds the recipe.
-    Http(HttpInstance),
-}
-
 pub struct EventInstance {
-    id: String,
+    pub(super) id: String,
     store: Store<ComponentState>,
     handler: handler::Guest,
     capture: Capture,
@@ -224,263 +135,73 @@ pub struct EventInstance {
 }
 
 pub struct CommandInstance {
-    id: String,
-    engine: Engine,
-    prepared: Arc<Prepared>,
-    settings: Arc<InstanceSettings>,
-}
-
-/// How a guest call ended, before classification.
-pub(crate) enum CallEnd<T> {
-    Returned(wasmtime::Result<T>),
-    Stopped,
-    TimedOut,
-}
-
-/// Runs `call` until it returns, the stop handle fires, or the deadline
-/// passes; the latter two drop (cancel) the call.
-pub(crate) async fn race<T>(
-    call: impl Future<Output = wasmtime::Result<T>>,
-    stop: &StopHandle,
-    deadline: Instant,
-) -> CallEnd<T> {
-    let _running = RunningGuest::enter();
-    tokio::select! {
-        biased;
-        r = call => CallEnd::Returned(r),
-        _ = stop.stopped() => CallEnd::Stopped,
-        _ = tokio::time::sleep_until(deadline.into()) => CallEnd::TimedOut,
-    }
-}
-
-/// Classifies a failed call. Order matters: a stop or deadline interrupt
-/// surfaces as a trap, and so does an allocation failure after a refused
-/// memory growth.
-pub(crate) fn classify(
-    err: &wasmtime::Error,
-    ctx: &InvocationContext,
-    limiter: &MemoryLimiter,
-    output_overflowed: bool,
-    log: &[u8],
-) -> InvokeError {
-    let (stop, deadline) = (&ctx.stop, ctx.deadline);
-    if stop.is_stopped() {
-        return InvokeError::Stopped;
-    }
-    if matches!(err.downcast_ref::<Trap>(), Some(Trap::Interrupt)) && Instant::now() >= deadline {
-        return InvokeError::Timeout(ctx.timeout);
-    }
-    if output_overflowed {
-        return InvokeError::OutputLimit;
-    }
-    if limiter.refused() {
-        return InvokeError::OutOfMemory((limiter.limit_bytes() >> 20) as u64);
-    }
-    InvokeError::Trap(trap_message(err, log))
-}
-
-/// A trap's message: the trap itself, what the guest said as it panicked
-/// (Rust prints `panicked at ...` to stderr before aborting), then the wasm
-/// backtrace.
-fn trap_message(err: &wasmtime::Error, log: &[u8]) -> String {
-    let mut message = match err.downcast_ref::<Trap>() {
-        Some(trap) => trap.to_string(),
-        None => format!("{:#}", err.root_cause()),
-    };
-    // Rust writes `thread '..' panicked at file:line:col:` and the panic
-    // message on the next line.
-    let text = String::from_utf8_lossy(log);
-    let lines: Vec<&str> = text.lines().collect();
-    if let Some(at) = lines.iter().rposition(|l| l.contains("panicked at")) {
-        let panic = lines[at..]
-            .iter()
-            .take(2)
-            .map(|l| l.trim())
-            .collect::<Vec<_>>()
-            .join(" ");
-        message.push_str(&format!(" ({panic})"));
-    }
-    if let Some(bt) = err.downcast_ref::<wasmtime::WasmBacktrace>() {
-        message.push_str(&format!("\n{bt}"));
-    }
-    message.truncate(4096);
-    message
-}
-
-impl GuestInstance {
-    pub(super) async fn create(
-        engine: &Engine,
-        prepared: Arc<Prepared>,
-        settings: Arc<InstanceSettings>,
-        init_ctx: Option<&InvocationContext>,
-    ) -> Result<GuestInstance, InvokeError> {
-        match &prepared.target {
-            PreparedTarget::Command { .. } => Ok(GuestInstance::Command(CommandInstance {
-                id: new_instance_id(),
-                engine: engine.clone(),
-                prepared: prepared.clone(),
-                settings,
-            })),
-            PreparedTarget::Orchestrator { .. } => Err(InvokeError::Handled(
-                "this function is an orchestrator: start it through the orchestration API \
-                 (POST /runtime/webhooks/durabletask/orchestrators/{name})"
-                    .into(),
-            )),
-            PreparedTarget::Http { pre } => Ok(GuestInstance::Http(HttpInstance {
-                id: new_instance_id(),
-                engine: engine.clone(),
-                pre: pre.clone(),
-                settings,
-                prepared: prepared.clone(),
-            })),
-            PreparedTarget::Event {
-                pre,
-                handler,
-                lifecycle,
-            } => {
-                let capture = Capture::log_only(engine.config().log_limit);
-                let mut wasi = WasiCtxBuilder::new();
-                wasi.stdout(capture.stdout())
-                    .stderr(capture.stderr())
-                    .envs(&settings.env)
-                    .allow_tcp(false)
-                    .allow_udp(false)
-                    .allow_ip_name_lookup(false);
-                let state = ComponentState {
-                    wasi: wasi.build(),
-                    table: ResourceTable::new(),
-                    limiter: MemoryLimiter::new((settings.memory_limit_mb as usize) << 20),
-                };
-                let mut store = Store::new(engine.wasmtime(), state);
-                store.limiter(|s| &mut s.limiter);
-
-                // Instantiation runs guest code (start functions), so it gets
-                // the same stop/deadline treatment as a call.
-                let (stop, deadline) = match init_ctx {
-                    Some(c) => (c.stop.clone(), c.deadline),
-                    None => (StopHandle::new(), Instant::now() + std::time::Duration::from_secs(30)),
-                };
-                store.set_epoch_deadline(1);
-                store.epoch_deadline_callback(epoch_callback(stop.clone(), deadline));
-                let instance = match race(pre.instantiate_async(&mut store), &stop, deadline).await {
-                    CallEnd::Returned(Ok(i)) => i,
-                    CallEnd::Returned(Err(e)) => return Err(instantiate_error(e, &store.data().limiter)),
-                    CallEnd::Stopped => return Err(InvokeError::Stopped),
-                    CallEnd::TimedOut => {
-                        return Err(InvokeError::Initialization("instantiation timed out".into()));
-                    }
-                };
-                let guest = handler
-                    .load(&mut store, &instance)
-                    .map_err(|e| InvokeError::Internal(format!("loading handler export: {e:#}")))?;
-
-                if settings.run_initializer
-                    && let (Some(lifecycle), Some(ctx)) = (lifecycle, init_ctx)
-                {
-                    let hook = lifecycle
-                        .load(&mut store, &instance)
-                        .map_err(|e| InvokeError::Internal(format!("loading lifecycle export: {e:#}")))?;
-                    let wit_ctx = wit_context(ctx, settings.memory_limit_mb);
-                    let end = race(hook.call_initialize(&mut store, &wit_ctx), &ctx.stop, ctx.deadline).await;
-                    let failure = match end {
-                        CallEnd::Returned(Ok(Ok(()))) => None,
-                        CallEnd::Returned(Ok(Err(msg))) => Some(msg),
-                        CallEnd::Returned(Err(e)) => {
-                            Some(classify(&e, ctx, &store.data().limiter, false, &capture.take().log).to_string())
-                        }
-                        CallEnd::Stopped => return Err(InvokeError::Stopped),
-                        CallEnd::TimedOut => Some("initializer timed out".into()),
-                    };
-                    if let Some(msg) = failure {
-                        let log = capture.take().log;
-                        return Err(InvokeError::Initialization(format!(
-                            "{msg}{}",
-                            if log.is_empty() {
-                                String::new()
-                            } else {
-                                format!("; log: {}", String::from_utf8_lossy(&log))
-                            }
-                        )));
-                    }
-                }
-                Ok(GuestInstance::Event(EventInstance {
-                    id: new_instance_id(),
-                    store,
-                    handler: guest,
-                    capture,
-                    memory_limit_mb: settings.memory_limit_mb,
-                    wit_ctx: None,
-                }))
-            }
-        }
-    }
-
-    pub fn id(&self) -> &str {
-        match self {
-            GuestInstance::Event(i) => &i.id,
-            GuestInstance::Command(i) => &i.id,
-            GuestInstance::Http(i) => i.id(),
-        }
-    }
-
-    /// Bytes of linear memory the instance holds now.
-    pub fn memory_bytes(&self) -> usize {
-        match self {
-            GuestInstance::Event(i) => i.store.data().limiter.current_bytes(),
-            GuestInstance::Command(_) | GuestInstance::Http(_) => 0,
-        }
-    }
-
-    /// Runs one invocation. The caller decides from the result whether the
-    /// instance may serve again ([`InvokeError::instance_survives`]).
-    pub async fn invoke(&mut self, ctx: &InvocationContext, event: Bytes) -> Invocation {
-        match self {
-            GuestInstance::Event(i) => i.invoke(ctx, event).await,
-            // Boxed: a command run builds a WASI context and instantiates, a
-            // future several KB large that would otherwise size every event
-            // invocation's future too.
-            GuestInstance::Command(i) => Box::pin(i.invoke(ctx, event)).await,
-            GuestInstance::Http(i) => Invocation {
-                result: Err(InvokeError::Handled(
-                    "this is an HTTP function (a wasi:http component): invoke it through its HTTP trigger".into(),
-                )),
-                log: Bytes::new(),
-                duration: std::time::Duration::ZERO,
-                peak_memory_bytes: 0,
-                instance_id: i.id().to_string(),
-            },
-        }
-    }
-}
-
-/// True for a component exporting `wasi:http/incoming-handler` (any 0.2.x):
-/// an HTTP function.
-fn exports_http_handler(component: &wasmtime::component::Component) -> bool {
-    component
-        .component_type()
-        .exports(component.engine())
-        .any(|(name, _)| name.starts_with("wasi:http/incoming-handler@0.2"))
-}
-
-fn instantiate_error(e: wasmtime::Error, limiter: &MemoryLimiter) -> InvokeError {
-    let msg = format!("{e:#}");
-    if limiter.refused() {
-        InvokeError::OutOfMemory((limiter.limit_bytes() >> 20) as u64)
-    } else if msg.contains("maximum concurrent") || msg.contains("pooling allocator") {
-        InvokeError::Capacity(format!("no instance slot available: {msg}"))
-    } else {
-        InvokeError::Trap(format!("instantiation failed: {msg}"))
-    }
+    pub(super) id: String,
+    pub(super) engine: Engine,
+    pub(super) pre: wasmtime::InstancePre<CommandState>,
+    pub(super) settings: Arc<InstanceSettings>,
 }
 
 impl EventInstance {
-    async fn invoke(&mut self, ctx: &InvocationContext, event: Bytes) -> Invocation {
+    /// Instantiates the component and, when the function has an
+    /// initializer, runs it with `init_ctx`.
+    pub(super) async fn create(
+        engine: &Engine,
+        pre: &wasmtime::component::InstancePre<ComponentState>,
+        indices: (&handler::GuestIndices, Option<&lifecycle::GuestIndices>),
+        settings: &InstanceSettings,
+        init_ctx: Option<&InvocationContext>,
+    ) -> Result<EventInstance, InvokeError> {
+        let capture = Capture::log_only(engine.config().log_limit);
+        let state = ComponentState {
+            wasi: sandbox::locked_wasi(&capture, &settings.env).build(),
+            table: sandbox::resource_table(),
+            bounds: Bounds::new(engine, settings.memory_limit_mb, settings.fuel_budget)?,
+        };
+        let mut store = sandbox::new_store(engine, state);
+        // Instantiation runs guest code (start functions), so it gets the
+        // same stop/deadline treatment as a call.
+        let (stop, deadline) = match init_ctx {
+            Some(c) => (c.stop.clone(), c.deadline),
+            None => (StopHandle::new(), Instant::now() + std::time::Duration::from_secs(30)),
+        };
+        sandbox::arm(&mut store, &stop, deadline);
+        let instance = match race(pre.instantiate_async(&mut store), &stop, deadline).await {
+            CallEnd::Returned(Ok(i)) => i,
+            CallEnd::Returned(Err(e)) => return Err(instantiate_error(e, store.data().bounds())),
+            CallEnd::Stopped => return Err(InvokeError::Stopped),
+            CallEnd::TimedOut => return Err(InvokeError::Initialization("instantiation timed out".into())),
+        };
+        let (handler, lifecycle) = indices;
+        let guest = handler
+            .load(&mut store, &instance)
+            .map_err(|e| InvokeError::Internal(format!("loading handler export: {e:#}")))?;
+        if settings.run_initializer
+            && let (Some(lifecycle), Some(ctx)) = (lifecycle, init_ctx)
+        {
+            let hook = lifecycle
+                .load(&mut store, &instance)
+                .map_err(|e| InvokeError::Internal(format!("loading lifecycle export: {e:#}")))?;
+            initialize(&mut store, &hook, &capture, ctx, settings.memory_limit_mb).await?;
+        }
+        Ok(EventInstance {
+            id: new_instance_id(),
+            store,
+            handler: guest,
+            capture,
+            memory_limit_mb: settings.memory_limit_mb,
+            wit_ctx: None,
+        })
+    }
+
+    pub(super) fn memory_bytes(&self) -> usize {
+        self.store.data().bounds().limiter().current_bytes()
+    }
+
+    pub(super) async fn invoke(&mut self, ctx: &InvocationContext, event: Bytes) -> Invocation {
         let started = Instant::now();
-        self.store.data_mut().limiter.reset_invocation();
+        self.store.data_mut().bounds_mut().limiter.reset_invocation();
         let _stale = self.capture.take();
-        self.store.set_epoch_deadline(1);
-        self.store
-            .epoch_deadline_callback(epoch_callback(ctx.stop.clone(), ctx.deadline));
+        sandbox::arm(&mut self.store, &ctx.stop, ctx.deadline);
         let wit_ctx = reuse_wit_context(&mut self.wit_ctx, ctx, self.memory_limit_mb);
 
         let end = race(
@@ -490,11 +211,11 @@ impl EventInstance {
         )
         .await;
         let captured = self.capture.take();
-        let limiter = &self.store.data().limiter;
+        let bounds = self.store.data().bounds();
         let result = match end {
             CallEnd::Returned(Ok(Ok(out))) => Ok(Bytes::from(out)),
             CallEnd::Returned(Ok(Err(msg))) => Err(InvokeError::Handled(msg)),
-            CallEnd::Returned(Err(e)) => Err(classify(&e, ctx, limiter, false, &captured.log)),
+            CallEnd::Returned(Err(e)) => Err(classify(&e, ctx, bounds, false, &captured.log)),
             CallEnd::Stopped => Err(InvokeError::Stopped),
             CallEnd::TimedOut => Err(InvokeError::Timeout(ctx.timeout)),
         };
@@ -502,44 +223,59 @@ impl EventInstance {
             result,
             log: captured.log,
             duration: started.elapsed(),
-            peak_memory_bytes: limiter.peak_bytes() as u64,
+            peak_memory_bytes: bounds.limiter().peak_bytes() as u64,
             instance_id: self.id.clone(),
+            fuel_consumed: sandbox::fuel_consumed(&self.store),
         }
     }
 }
 
+/// Runs a new instance's initializer; its failure (with what the guest
+/// logged) fails the instance's creation.
+async fn initialize(
+    store: &mut Store<ComponentState>,
+    hook: &lifecycle::Guest,
+    capture: &Capture,
+    ctx: &InvocationContext,
+    memory_limit_mb: u64,
+) -> Result<(), InvokeError> {
+    let wit_ctx = wit_context(ctx, memory_limit_mb);
+    let end = race(hook.call_initialize(&mut *store, &wit_ctx), &ctx.stop, ctx.deadline).await;
+    let failure = match end {
+        CallEnd::Returned(Ok(Ok(()))) => return Ok(()),
+        CallEnd::Returned(Ok(Err(msg))) => msg,
+        CallEnd::Returned(Err(e)) => classify(&e, ctx, store.data().bounds(), false, &capture.take().log).to_string(),
+        CallEnd::Stopped => return Err(InvokeError::Stopped),
+        CallEnd::TimedOut => "initializer timed out".into(),
+    };
+    let log = capture.take().log;
+    let log = if log.is_empty() {
+        String::new()
+    } else {
+        format!("; log: {}", String::from_utf8_lossy(&log))
+    };
+    Err(InvokeError::Initialization(format!("{failure}{log}")))
+}
+
 impl CommandInstance {
-    async fn invoke(&mut self, ctx: &InvocationContext, event: Bytes) -> Invocation {
+    pub(super) async fn invoke(&mut self, ctx: &InvocationContext, event: Bytes) -> Invocation {
         let started = Instant::now();
-        let PreparedTarget::Command { pre } = &self.prepared.target else {
-            return Invocation {
-                result: Err(InvokeError::Internal("command instance holds non-command code".into())),
-                log: Bytes::new(),
-                duration: started.elapsed(),
-                peak_memory_bytes: 0,
-                instance_id: self.id.clone(),
-            };
-        };
         let config = self.engine.config();
         let capture = Capture::with_result(config.log_limit, config.result_limit);
-        let mut wasi = WasiCtxBuilder::new();
-        wasi.stdin(MemoryInputPipe::new(event))
-            .stdout(capture.stdout())
-            .stderr(capture.stderr())
-            .envs(&self.settings.env)
-            .arg(&ctx.function)
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false);
+        let bounds = match Bounds::new(&self.engine, self.settings.memory_limit_mb, self.settings.fuel_budget) {
+            Ok(bounds) => bounds,
+            Err(e) => return Invocation::failed(e, self.id.clone()),
+        };
+        let mut wasi = sandbox::locked_wasi(&capture, &self.settings.env);
+        wasi.stdin(MemoryInputPipe::new(event)).arg(&ctx.function);
         let state = CommandState {
             wasi: wasi.build_p1(),
-            limiter: MemoryLimiter::new((self.settings.memory_limit_mb as usize) << 20),
+            bounds,
         };
-        let mut store = Store::new(self.engine.wasmtime(), state);
-        store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(epoch_callback(ctx.stop.clone(), ctx.deadline));
+        let mut store = sandbox::new_store(&self.engine, state);
+        sandbox::arm(&mut store, &ctx.stop, ctx.deadline);
 
+        let pre = &self.pre;
         let run = async {
             let instance = pre.instantiate_async(&mut store).await?;
             let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
@@ -547,7 +283,7 @@ impl CommandInstance {
         };
         let end = race(run, &ctx.stop, ctx.deadline).await;
         let captured = capture.take();
-        let limiter = &store.data().limiter;
+        let bounds = store.data().bounds();
         let exit_code = match &end {
             CallEnd::Returned(Ok(())) => Some(0),
             CallEnd::Returned(Err(e)) => e.downcast_ref::<I32Exit>().map(|c| c.0),
@@ -564,7 +300,7 @@ impl CommandInstance {
                 }))
             }
             (None, CallEnd::Returned(Err(e))) => {
-                Err(classify(&e, ctx, limiter, captured.result_overflowed, &captured.log))
+                Err(classify(&e, ctx, bounds, captured.result_overflowed, &captured.log))
             }
             (None, CallEnd::Stopped) => Err(InvokeError::Stopped),
             (None, CallEnd::TimedOut) => Err(InvokeError::Timeout(ctx.timeout)),
@@ -578,8 +314,9 @@ impl CommandInstance {
             result,
             log: captured.log,
             duration: started.elapsed(),
-            peak_memory_bytes: limiter.peak_bytes() as u64,
+            peak_memory_bytes: bounds.limiter().peak_bytes() as u64,
             instance_id: self.id.clone(),
+            fuel_consumed: sandbox::fuel_consumed(&store),
         }
     }
 }
@@ -600,19 +337,22 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::engine::Target;
 
     fn context(request: &str, qualifier: &str, task: Option<&str>, attempt: u32) -> InvocationContext {
-        InvocationContext::new(
-            request.into(),
-            "svc".into(),
-            "fn".into(),
-            qualifier.into(),
-            "3".into(),
-            Duration::from_secs(5),
-            task.map(str::to_string),
-            attempt,
-            StopHandle::new(),
-        )
+        let target = Target {
+            service: "svc".into(),
+            function: "fn".into(),
+            qualifier: qualifier.into(),
+            version_id: "3".into(),
+        };
+        let timeout = Duration::from_secs(5);
+        match task {
+            Some(id) => {
+                InvocationContext::task_attempt(request.into(), target, timeout, id.into(), attempt, StopHandle::new())
+            }
+            None => InvocationContext::request(request.into(), target, timeout),
+        }
     }
 
     #[test]

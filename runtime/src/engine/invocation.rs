@@ -27,21 +27,68 @@ pub struct InvocationContext {
     pub stop: StopHandle,
 }
 
+/// Which function version an invocation runs, as its caller named it.
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    pub service: String,
+    pub function: String,
+    /// The qualifier the caller used.
+    pub qualifier: String,
+    /// The version it resolved to (`LATEST` if none).
+    pub version_id: String,
+}
+
 impl InvocationContext {
-    /// Starts the clock: the deadline is `timeout` from now.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
+    /// A synchronous request (InvokeFunction, an HTTP trigger, a
+    /// provisioned instance's initializer): no task, and a stop handle of
+    /// its own. Starts the clock: the deadline is `timeout` from now.
+    pub fn request(request_id: String, target: Target, timeout: Duration) -> Self {
+        Self::build(request_id, target, timeout, None, 0, StopHandle::new())
+    }
+
+    /// One attempt of a task (`attempt` 0 is the first), stoppable through
+    /// `stop`.
+    pub fn task_attempt(
         request_id: String,
-        service: String,
-        function: String,
-        qualifier: String,
-        version_id: String,
+        target: Target,
+        timeout: Duration,
+        task_id: String,
+        attempt: u32,
+        stop: StopHandle,
+    ) -> Self {
+        Self::build(request_id, target, timeout, Some(task_id), attempt, stop)
+    }
+
+    /// A run that serves no request (an orchestrator pass): only a deadline
+    /// and a stop handle.
+    pub fn internal(timeout: Duration, stop: StopHandle) -> Self {
+        Self::build(String::new(), Target::default(), timeout, None, 0, stop)
+    }
+
+    /// The same invocation facts with a deadline `timeout` from now (an
+    /// initializer runs under its own timeout).
+    pub fn with_timeout(&self, timeout: Duration) -> Self {
+        let mut ctx = self.clone();
+        ctx.deadline = Instant::now() + timeout;
+        ctx.deadline_unix_ms = deadline_unix_ms(timeout);
+        ctx.timeout = timeout;
+        ctx
+    }
+
+    fn build(
+        request_id: String,
+        target: Target,
         timeout: Duration,
         task_id: Option<String>,
         attempt: u32,
         stop: StopHandle,
     ) -> Self {
-        let now_ms = crate::util::now_ms();
+        let Target {
+            service,
+            function,
+            qualifier,
+            version_id,
+        } = target;
         InvocationContext {
             request_id,
             service,
@@ -51,11 +98,15 @@ impl InvocationContext {
             task_id,
             attempt,
             deadline: Instant::now() + timeout,
-            deadline_unix_ms: now_ms.saturating_add(timeout.as_millis() as i64) as u64,
+            deadline_unix_ms: deadline_unix_ms(timeout),
             timeout,
             stop,
         }
     }
+}
+
+fn deadline_unix_ms(timeout: Duration) -> u64 {
+    crate::util::now_ms().saturating_add(timeout.as_millis() as i64) as u64
 }
 
 /// Why an invocation failed.
@@ -75,6 +126,14 @@ pub enum InvokeError {
     Stopped,
     #[error("function output exceeded the response limit")]
     OutputLimit,
+    /// The guest used up its function's `fuelBudget`.
+    #[error("function exhausted its fuel budget of {0} (fuelBudget)")]
+    FuelExhausted(u64),
+    /// The function is of another kind than this way of invoking expects
+    /// (an HTTP function through InvokeFunction, an event function through
+    /// an HTTP trigger, an orchestrator anywhere but the orchestration API).
+    #[error("{0}")]
+    WrongGuestKind(String),
     #[error("instance initialization failed: {0}")]
     Initialization(String),
     /// No instance could be had (the pool or the allocator is full).
@@ -97,7 +156,9 @@ impl InvokeError {
     /// FC's `X-Fc-Error-Type` for this failure.
     pub fn fc_error_type(&self) -> &'static str {
         match self {
-            InvokeError::Handled(_) => "HandledInvocationError",
+            // Invoking a function the wrong way is the caller's mistake, as
+            // a handled error is the guest's own answer: neither is a crash.
+            InvokeError::Handled(_) | InvokeError::WrongGuestKind(_) => "HandledInvocationError",
             _ => "UnhandledInvocationError",
         }
     }
@@ -111,10 +172,26 @@ impl InvokeError {
             InvokeError::OutOfMemory(_) => "OutOfMemory",
             InvokeError::Stopped => "Stopped",
             InvokeError::OutputLimit => "OutputLimitExceeded",
+            InvokeError::FuelExhausted(_) => "FuelExhausted",
+            InvokeError::WrongGuestKind(_) => "WrongGuestKind",
             InvokeError::Initialization(_) => "InitializationError",
             InvokeError::Capacity(_) => "Throttled",
             InvokeError::Internal(_) => "InternalError",
         }
+    }
+
+    /// An HTTP function reached through InvokeFunction.
+    pub fn http_function() -> InvokeError {
+        InvokeError::WrongGuestKind(
+            "this is an HTTP function (a wasi:http component): invoke it through its HTTP trigger".into(),
+        )
+    }
+
+    /// An event function reached through an HTTP trigger.
+    pub fn event_function() -> InvokeError {
+        InvokeError::WrongGuestKind(
+            "this is an event function: invoke it with InvokeFunction, not through an HTTP trigger".into(),
+        )
     }
 
     /// True when the instance that produced this error may serve again.
@@ -132,9 +209,23 @@ pub struct Invocation {
     pub duration: Duration,
     pub peak_memory_bytes: u64,
     pub instance_id: String,
+    /// Fuel the guest consumed, when the server meters fuel.
+    pub fuel_consumed: Option<u64>,
 }
 
 impl Invocation {
+    /// An invocation that failed before its guest ran.
+    pub fn failed(error: InvokeError, instance_id: String) -> Invocation {
+        Invocation {
+            result: Err(error),
+            log: Bytes::new(),
+            duration: Duration::ZERO,
+            peak_memory_bytes: 0,
+            instance_id,
+            fuel_consumed: None,
+        }
+    }
+
     /// Peak memory in MB, rounded up (FC's `X-Fc-Max-Memory-Usage`).
     pub fn peak_memory_mb(&self) -> u64 {
         self.peak_memory_bytes.div_ceil(1 << 20)

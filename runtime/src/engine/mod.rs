@@ -20,7 +20,9 @@
 //!   recompile.
 
 mod artifacts;
+mod call;
 mod capture;
+mod guest;
 mod http;
 mod instance;
 mod interrupt;
@@ -29,13 +31,15 @@ mod limits;
 pub mod offload;
 mod orchestrator;
 pub mod outbound;
+mod sandbox;
 
 pub use capture::{Capture, Captured};
+pub use guest::GuestInstance;
 pub use http::{HttpBodyError, HttpInstance, RecordedRequest, collect_response};
-pub use instance::{GuestInstance, InstanceSettings};
 pub use interrupt::StopHandle;
-pub use invocation::{Invocation, InvocationContext, InvokeError};
+pub use invocation::{Invocation, InvocationContext, InvokeError, Target};
 pub use orchestrator::{ActivityCall, Interrupt, Journal, RetryPolicy, RunEnd, RunOutcome, RunSettings};
+pub use sandbox::{InstanceSettings, MAX_HOSTCALL_BYTES, MAX_TABLE_ENTRIES};
 pub use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use std::path::PathBuf;
@@ -108,6 +112,10 @@ pub struct EngineConfig {
     pub result_limit: usize,
     /// Epoch tick: the granularity of deadlines and Stop.
     pub epoch_tick: Duration,
+    /// Meter fuel in every guest (`--fuel-metering`): needed for functions
+    /// with a `fuelBudget`, and reports each invocation's consumption. Costs
+    /// 1.0–2.0× on tight loops, so off by default.
+    pub fuel_metering: bool,
 }
 
 impl Default for EngineConfig {
@@ -118,6 +126,7 @@ impl Default for EngineConfig {
             log_limit: 1 << 20,
             result_limit: 6 << 20,
             epoch_tick: Duration::from_millis(1),
+            fuel_metering: false,
         }
     }
 }
@@ -126,7 +135,7 @@ impl Default for EngineConfig {
 pub struct Prepared {
     pub kind: GuestKind,
     pub wasm_sha256: String,
-    target: instance::PreparedTarget,
+    target: guest::PreparedTarget,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -142,6 +151,14 @@ impl Prepared {
     /// True when the guest exports an initializer hook.
     pub fn has_initializer(&self) -> bool {
         self.target.has_initializer()
+    }
+
+    /// The linked orchestrator, if this code is one.
+    fn orchestrator(&self) -> Option<&orchestrator::OrchestratorPre> {
+        match &self.target {
+            guest::PreparedTarget::Orchestrator(pre) => Some(pre),
+            _ => None,
+        }
     }
 }
 
@@ -196,7 +213,8 @@ impl Engine {
         wt.epoch_interruption(true)
             .wasm_component_model(true)
             .max_wasm_stack(1 << 20)
-            .async_stack_size(2 << 20);
+            .async_stack_size(2 << 20)
+            .consume_fuel(config.fuel_metering);
         // `WASMFC_PERFMAP=1` writes /tmp/perf-<pid>.map so that `perf`
         // names the guests' compiled functions (as `wasmtime serve
         // --profile=perfmap` does); off by default, it costs a write per
@@ -405,7 +423,7 @@ impl Engine {
                 );
             }
         }
-        let (kind, target) = instance::link(
+        let (kind, target) = guest::link(
             &inner.module_linker,
             &inner.component_linker,
             &inner.http_linker,

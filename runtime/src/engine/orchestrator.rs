@@ -16,18 +16,17 @@
 //! the same world as the first run did.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use wasmtime::Store;
 use wasmtime::component::{HasSelf, ResourceTable};
-use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
+use super::call::{CallEnd, classify, race};
 use super::capture::Capture;
-use super::instance::{CallEnd, classify, race};
-use super::interrupt::{StopHandle, epoch_callback};
+use super::interrupt::StopHandle;
 use super::invocation::{InvocationContext, InvokeError};
-use super::limits::MemoryLimiter;
-use super::{Engine, EngineError, Prepared, instance::PreparedTarget};
+use super::sandbox::{self, Bounds, Sandboxed};
+use super::{Engine, EngineError, Prepared};
 
 pub(super) mod bindings {
     wasmtime::component::bindgen!({
@@ -73,8 +72,23 @@ pub trait Journal: Send + 'static {
 pub struct OrchestratorState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limiter: MemoryLimiter,
+    bounds: Bounds,
     journal: Box<dyn Journal>,
+}
+
+impl Sandboxed for OrchestratorState {
+    fn bounds(&self) -> &Bounds {
+        &self.bounds
+    }
+    fn bounds_mut(&mut self) -> &mut Bounds {
+        &mut self.bounds
+    }
+}
+
+/// A linked orchestrator component.
+pub(super) struct OrchestratorPre {
+    pre: wasmtime::component::InstancePre<OrchestratorState>,
+    indices: orchestrator::GuestIndices,
 }
 
 impl WasiView for OrchestratorState {
@@ -158,13 +172,13 @@ pub(super) fn exports_orchestrator(component: &wasmtime::component::Component) -
 pub(super) fn prepare(
     linker: &wasmtime::component::Linker<OrchestratorState>,
     component: &wasmtime::component::Component,
-) -> Result<PreparedTarget, EngineError> {
+) -> Result<OrchestratorPre, EngineError> {
     let pre = linker
         .instantiate_pre(component)
         .map_err(|e| EngineError::InvalidCode(format!("cannot link orchestrator: {e:#}")))?;
     let indices = orchestrator::GuestIndices::new(&pre)
         .map_err(|e| EngineError::InvalidCode(format!("not an orchestrator component: {e:#}")))?;
-    Ok(PreparedTarget::Orchestrator { pre, indices })
+    Ok(OrchestratorPre { pre, indices })
 }
 
 /// A wall clock stopped at one instant.
@@ -235,20 +249,20 @@ impl Engine {
         input: String,
         settings: RunSettings,
     ) -> Result<RunOutcome, (InvokeError, Box<dyn Journal>)> {
-        let PreparedTarget::Orchestrator { pre, indices } = &prepared.target else {
+        let Some(OrchestratorPre { pre, indices }) = prepared.orchestrator() else {
             return Err((
                 InvokeError::Internal("this code is not an orchestrator".into()),
                 journal,
             ));
         };
         let capture = Capture::log_only(self.config().log_limit);
-        let mut wasi = WasiCtxBuilder::new();
-        wasi.stdout(capture.stdout())
-            .stderr(capture.stderr())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .wall_clock(FrozenClock(Duration::from_millis(settings.created_ms)))
+        let bounds = match Bounds::new(self, settings.memory_limit_mb, None) {
+            Ok(bounds) => bounds,
+            Err(e) => return Err((e, journal)),
+        };
+        // No environment; clocks and randomness replayable (module docs).
+        let mut wasi = sandbox::locked_wasi(&capture, &[]);
+        wasi.wall_clock(FrozenClock(Duration::from_millis(settings.created_ms)))
             .monotonic_clock(CountingClock::default())
             .secure_random(wasmtime_wasi::random::Deterministic::new(settings.seed.to_vec()))
             .insecure_random(wasmtime_wasi::random::Deterministic::new(
@@ -257,26 +271,14 @@ impl Engine {
             .insecure_random_seed(u128::from_le_bytes(settings.seed[..16].try_into().unwrap_or_default()));
         let state = OrchestratorState {
             wasi: wasi.build(),
-            table: ResourceTable::new(),
-            limiter: MemoryLimiter::new((settings.memory_limit_mb as usize) << 20),
+            table: sandbox::resource_table(),
+            bounds,
             journal,
         };
-        let mut store = Store::new(self.wasmtime(), state);
-        store.limiter(|s| &mut s.limiter);
-        let deadline = Instant::now() + settings.timeout;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(epoch_callback(settings.stop.clone(), deadline));
-        let ctx = InvocationContext::new(
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            settings.timeout,
-            None,
-            0,
-            settings.stop.clone(),
-        );
+        let mut store = sandbox::new_store(self, state);
+        let ctx = InvocationContext::internal(settings.timeout, settings.stop.clone());
+        let deadline = ctx.deadline;
+        sandbox::arm(&mut store, &settings.stop, deadline);
 
         let call = async {
             let instance = pre.instantiate_async(&mut store).await?;
@@ -289,7 +291,7 @@ impl Engine {
             CallEnd::Returned(Ok(r)) => RunEnd::Returned(r),
             CallEnd::Returned(Err(e)) => match e.downcast_ref::<Interrupt>() {
                 Some(i) => RunEnd::Interrupted(i.clone()),
-                None => RunEnd::Failed(classify(&e, &ctx, &store.data().limiter, false, &log)),
+                None => RunEnd::Failed(classify(&e, &ctx, store.data().bounds(), false, &log)),
             },
             CallEnd::Stopped => RunEnd::Failed(InvokeError::Stopped),
             CallEnd::TimedOut => RunEnd::Failed(InvokeError::Timeout(settings.timeout)),

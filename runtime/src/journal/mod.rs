@@ -292,6 +292,16 @@ pub fn awaits_outcome(last_of_step: Option<&HistoryEvent>, task_id: Option<&str>
     }
 }
 
+/// Text as JSON text: valid JSON stays as it is, anything else becomes a
+/// JSON string (activity results, failure messages, outputs).
+pub fn as_json_text(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) if serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() => text.to_string(),
+        Ok(text) => serde_json::Value::String(text.to_string()).to_string(),
+        Err(_) => serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned()).to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

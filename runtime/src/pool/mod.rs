@@ -27,8 +27,8 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::engine::{
-    Capture, Engine, GuestInstance, HttpBodyError, HttpInstance, HyperOutgoingBody, InstanceSettings, Invocation,
-    InvocationContext, InvokeError, Prepared, RecordedRequest, collect_response, offload,
+    Capture, Engine, GuestInstance, GuestKind, HttpBodyError, HttpInstance, HyperOutgoingBody, InstanceSettings,
+    Invocation, InvocationContext, InvokeError, Prepared, RecordedRequest, collect_response, offload,
 };
 use crate::metrics::{InvocationRecord, Metrics};
 use crate::registry::{CodeDir, FunctionEntry, ResolvedFunction};
@@ -340,6 +340,7 @@ impl Pool {
                         memory_limit_mb: spec.memory_mb,
                         run_initializer: spec.initializer,
                         allowed_outbound_hosts: Arc::new(spec.allowed_outbound_hosts.clone()),
+                        fuel_budget: spec.fuel_budget,
                     }),
                     idle: Mutex::new(Vec::new()),
                     returned: Notify::new(),
@@ -353,6 +354,12 @@ impl Pool {
     /// Runs one invocation of `resolved` on a pooled instance, waiting at
     /// most the configured acquire timeout for room.
     pub async fn invoke(&self, resolved: &ResolvedFunction, ctx: InvocationContext, event: Bytes) -> PooledInvocation {
+        if let Some(e) = wrong_kind(resolved, false) {
+            return PooledInvocation {
+                invocation: Invocation::failed(e, String::new()),
+                start: StartKind::Cold,
+            };
+        }
         let lease = self.acquire(resolved, &ctx, self.inner.config.acquire_timeout).await;
         Self::run_lease(lease, ctx, event).await
     }
@@ -365,6 +372,12 @@ impl Pool {
         ctx: InvocationContext,
         event: Bytes,
     ) -> PooledInvocation {
+        if let Some(e) = wrong_kind(resolved, false) {
+            return PooledInvocation {
+                invocation: Invocation::failed(e, String::new()),
+                start: StartKind::Cold,
+            };
+        }
         self.inner.engine.forget(&resolved.function.spec.wasm_sha256);
         let lease = self
             .acquire_inner(resolved, &ctx, self.inner.config.acquire_timeout, false)
@@ -395,6 +408,14 @@ impl Pool {
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<HttpBodyError>,
     {
+        if let Some(e) = wrong_kind(resolved, true) {
+            return HttpServed {
+                start: StartKind::Cold,
+                instance_id: String::new(),
+                response: Err(e),
+                log: None,
+            };
+        }
         let lease = match self.acquire(resolved, ctx, self.inner.config.acquire_timeout).await {
             Ok(lease) => lease,
             Err(e) => {
@@ -458,13 +479,7 @@ impl Pool {
         match lease {
             Ok(lease) => lease.invoke(ctx, event).await,
             Err(e) => PooledInvocation {
-                invocation: Invocation {
-                    result: Err(e),
-                    log: Bytes::new(),
-                    duration: Duration::ZERO,
-                    peak_memory_bytes: 0,
-                    instance_id: String::new(),
-                },
+                invocation: Invocation::failed(e, String::new()),
                 start: StartKind::Cold,
             },
         }
@@ -594,16 +609,10 @@ impl Pool {
                 );
             };
             let spec = &resolved.function.spec;
-            let ctx = InvocationContext::new(
+            let ctx = InvocationContext::request(
                 format!("provision-{}", uuid::Uuid::new_v4()),
-                resolved.service.clone(),
-                spec.name.clone(),
-                resolved.qualifier.clone(),
-                resolved.version_label(),
+                resolved.target(),
                 Duration::from_secs(spec.timeout_s),
-                None,
-                0,
-                crate::engine::StopHandle::new(),
             );
             let instance = match self.create(&fp, &ctx).await {
                 Ok(i) => i,
@@ -718,19 +727,9 @@ impl Pool {
     async fn create(&self, fp: &FunctionPool, ctx: &InvocationContext) -> Result<GuestInstance, InvokeError> {
         let prepared = self.prepared(&fp.entry).await?;
         let spec = &fp.entry.spec;
-        let init_ctx = spec.initializer.then(|| {
-            InvocationContext::new(
-                ctx.request_id.clone(),
-                ctx.service.clone(),
-                ctx.function.clone(),
-                ctx.qualifier.clone(),
-                ctx.version_id.clone(),
-                Duration::from_secs(spec.initialization_timeout_s),
-                ctx.task_id.clone(),
-                ctx.attempt,
-                ctx.stop.clone(),
-            )
-        });
+        let init_ctx = spec
+            .initializer
+            .then(|| ctx.with_timeout(Duration::from_secs(spec.initialization_timeout_s)));
         self.inner
             .engine
             .instantiate(prepared, fp.settings.clone(), init_ctx.as_ref())
@@ -797,6 +796,24 @@ fn discard(slot: Slot, unload: Option<(Engine, String)>) {
     }
 }
 
+/// The executor is chosen by the function's kind, known since its code was
+/// uploaded: an HTTP function is served only through [`Pool::serve_http`]
+/// (`http` set), event functions and commands only through
+/// [`Pool::invoke`], orchestrators by neither. `Some`: the invocation
+/// reached the wrong executor and fails at once, before any instance.
+fn wrong_kind(resolved: &ResolvedFunction, http: bool) -> Option<InvokeError> {
+    match (resolved.function.spec.kind, http) {
+        (GuestKind::HttpComponent, false) => Some(InvokeError::http_function()),
+        (GuestKind::EventComponent | GuestKind::Command, true) => Some(InvokeError::event_function()),
+        (GuestKind::Orchestrator, _) => Some(InvokeError::WrongGuestKind(
+            "this function is an orchestrator: start it through the orchestration API \
+             (POST /runtime/webhooks/durabletask/orchestrators/{name})"
+                .into(),
+        )),
+        _ => None,
+    }
+}
+
 /// One instance, held for one invocation.
 pub struct Lease {
     pool: Pool,
@@ -845,12 +862,7 @@ impl Lease {
                     _busy,
                 },
             )),
-            other => Err((
-                other.id().to_string(),
-                InvokeError::Handled(
-                    "this is an event function: invoke it with InvokeFunction, not through an HTTP trigger".into(),
-                ),
-            )),
+            other => Err((other.id().to_string(), InvokeError::event_function())),
         }
     }
 
@@ -889,6 +901,7 @@ impl Lease {
                 duration,
                 peak_memory_bytes: 0,
                 instance_id,
+                fuel_consumed: None,
             },
             start,
         }
@@ -909,7 +922,7 @@ impl Lease {
             self.start,
             invocation.result.as_ref().err().map(InvokeError::error_type),
             invocation.duration,
-            None,
+            invocation.fuel_consumed,
         );
         self.slot.uses += 1;
         let survives = invocation

@@ -109,6 +109,9 @@ pub struct FunctionSpec {
     /// Where an HTTP function may send requests (`allowedOutboundHosts`, a
     /// wasmfc extension); empty: no outgoing HTTP.
     pub allowed_outbound_hosts: AllowList,
+    /// The most fuel one invocation may consume (`fuelBudget`, a wasmfc
+    /// extension); needs a server with `--fuel-metering`.
+    pub fuel_budget: Option<u64>,
 }
 
 impl FunctionSpec {
@@ -138,6 +141,7 @@ impl FunctionSpec {
             last_modified: f.str("lastModifiedTime")?.unwrap_or_default(),
             allowed_outbound_hosts: AllowList::parse(&f.string_list("allowedOutboundHosts")?.unwrap_or_default())
                 .map_err(|e| RegistryError::InvalidArgument(format!("allowedOutboundHosts entry {e}")))?,
+            fuel_budget: f.int("fuelBudget", 1, MAX_FUEL_BUDGET)?.map(|b| b as u64),
         })
     }
 }
@@ -197,6 +201,16 @@ pub struct ResolvedFunction {
 impl ResolvedFunction {
     pub fn version_label(&self) -> String {
         self.version.map_or_else(|| "LATEST".to_string(), |v| v.to_string())
+    }
+
+    /// What an invocation of this function names.
+    pub fn target(&self) -> crate::engine::Target {
+        crate::engine::Target {
+            service: self.service.clone(),
+            function: self.function.spec.name.clone(),
+            qualifier: self.qualifier.clone(),
+            version_id: self.version_label(),
+        }
     }
 }
 
@@ -599,6 +613,7 @@ impl Registry {
         let handler = body.str("handler")?.unwrap_or_else(|| "index.handler".into());
         let mut doc = new_function_doc(&name);
         apply_function_fields(body, &mut doc)?;
+        self.check_fuel_budget(&doc)?;
         // Compile before taking the write lock: validation is the slow part.
         let (pkg, kind, has_init) = self.ingest_code(package, &handler).await?;
         let _guard = self.inner.write_lock.lock().await;
@@ -607,6 +622,16 @@ impl Registry {
         }
         let code_change = set_code(&mut doc, &pkg, kind, has_init)?;
         self.store_function(service, &name, doc, code_change).await
+    }
+
+    /// A `fuelBudget` can only be enforced by a server that meters fuel.
+    fn check_fuel_budget(&self, doc: &Map<String, Value>) -> Result<()> {
+        if doc.contains_key("fuelBudget") && !self.inner.engine.config().fuel_metering {
+            return Err(RegistryError::InvalidArgument(
+                "fuelBudget needs a server that meters fuel: start wasmfc serve with --fuel-metering".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Replaces a function's settings and/or code.
@@ -629,6 +654,7 @@ impl Registry {
         check_if_match(&current.doc, if_match)?;
         let mut doc = current.doc.clone();
         apply_function_fields(body, &mut doc)?;
+        self.check_fuel_budget(&doc)?;
         let handler = Fields::from_map(doc.clone()).str("handler")?.unwrap_or_default();
         let ingested = match self.decode_zip_file(body)? {
             Some(package) => Some(self.ingest_code(package, &handler).await?),
@@ -1391,9 +1417,20 @@ fn apply_function_fields(body: &Fields, doc: &mut Map<String, Value>) -> Result<
         })?;
         doc.insert("allowedOutboundHosts".into(), json!(hosts));
     }
+    if let Some(budget) = body.value("fuelBudget") {
+        if budget.is_null() {
+            doc.remove("fuelBudget");
+        } else if let Some(b) = body.int("fuelBudget", 1, MAX_FUEL_BUDGET)? {
+            doc.insert("fuelBudget".into(), json!(b));
+        }
+    }
     body.copy_into(FUNCTION_PASSTHROUGH, doc);
     Ok(())
 }
+
+/// The largest `fuelBudget`: 10^15 units, days of CPU, so that a budget
+/// is always a real bound.
+const MAX_FUEL_BUDGET: i64 = 1_000_000_000_000_000;
 
 /// An initializer needs a guest that exports one.
 fn check_initializer(doc: &Map<String, Value>) -> Result<()> {

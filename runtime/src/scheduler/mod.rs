@@ -340,7 +340,7 @@ impl Scheduler {
         };
         let seq = match self.inner.store.insert_task(task).await {
             Ok(seq) => seq,
-            Err(StoreError::Conflict(msg)) => return Err(SchedulerError::Duplicate(msg)),
+            Err(StoreError::Duplicate(msg)) => return Err(SchedulerError::Duplicate(msg)),
             Err(e) => return Err(e.into()),
         };
         self.inner.stats.submitted.fetch_add(1, Ordering::Relaxed);
@@ -652,14 +652,17 @@ impl Scheduler {
         };
         let timeout = Duration::from_secs(resolved.function.spec.timeout_s);
         let ctx = |stop: StopHandle| {
-            InvocationContext::new(
+            let target = crate::engine::Target {
+                service: t.service.clone(),
+                function: t.function.clone(),
+                qualifier: t.qualifier.clone(),
+                version_id: resolved.version_label(),
+            };
+            InvocationContext::task_attempt(
                 t.request_id.clone(),
-                t.service.clone(),
-                t.function.clone(),
-                t.qualifier.clone(),
-                resolved.version_label(),
+                target,
                 timeout,
-                Some(t.invocation_id.clone()),
+                t.invocation_id.clone(),
                 t.attempts,
                 stop,
             )
@@ -675,13 +678,7 @@ impl Scheduler {
                 // No instance could be made (initializer failure, ...): this
                 // attempt failed like any other.
                 let failed = PooledInvocation {
-                    invocation: crate::engine::Invocation {
-                        result: Err(e),
-                        log: Bytes::new(),
-                        duration: Duration::ZERO,
-                        peak_memory_bytes: 0,
-                        instance_id: String::new(),
-                    },
+                    invocation: crate::engine::Invocation::failed(e, String::new()),
                     start: crate::pool::StartKind::Cold,
                 };
                 let running = Transition::new(
@@ -754,6 +751,7 @@ impl Scheduler {
         let inv = outcome.invocation;
         let mut update = TaskUpdate {
             duration_ms: Some(inv.duration.as_millis() as i64),
+            fuel_consumed: inv.fuel_consumed,
             logs: Some(inv.log.clone()),
             ..Default::default()
         };

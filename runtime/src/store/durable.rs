@@ -202,7 +202,7 @@ fn insert_tasks(c: &Connection, tasks: Vec<NewTask>) -> Result<Vec<(i64, NewTask
         match insert_task(c, &t) {
             Ok(seq) => out.push((seq, t)),
             // Already scheduled by an earlier commit: exactly once.
-            Err(StoreError::Conflict(_)) => {}
+            Err(StoreError::Duplicate(_)) => {}
             Err(e) => return Err(e),
         }
     }
@@ -248,14 +248,14 @@ fn apply_rewind(
 
 impl Store {
     /// Creates an instance (or replaces a finished one with that id). A
-    /// non-finished instance with the id → `Err(Conflict)` with the
+    /// non-finished instance with the id → `Err(Duplicate)` with the
     /// extension's message.
     pub async fn orch_start(&self, o: NewOrchestration) -> Result<OrchRow> {
         self.write(move |c| {
             let existing = get_row(c, "instance_id = ?1", &o.instance_id)?;
             match &existing {
                 Some(row) if !row.status.is_terminal() => {
-                    return Err(StoreError::Conflict(format!(
+                    return Err(StoreError::Duplicate(format!(
                         "An Orchestration instance with the status {} already exists.",
                         row.status.as_str()
                     )));
@@ -306,7 +306,8 @@ impl Store {
             )?;
             c.prepare_cached("UPDATE orchestrations SET next_seq = ?2 WHERE rid = ?1")?
                 .execute(params![rid, next])?;
-            get_row(c, "rid = ?1", &rid)?.ok_or_else(|| StoreError::Conflict("instance vanished".into()))
+            get_row(c, "rid = ?1", &rid)?
+                .ok_or_else(|| StoreError::Vanished("the instance vanished while it was being started".into()))
         })
         .await
     }
@@ -742,7 +743,7 @@ impl Store {
                 let event = if status == "Succeeded" {
                     HistoryEvent::TaskCompleted {
                         step,
-                        result: crate::durable::as_json_text(&result.unwrap_or_default()),
+                        result: crate::journal::as_json_text(&result.unwrap_or_default()),
                     }
                 } else {
                     HistoryEvent::TaskFailed {

@@ -38,8 +38,19 @@ pub enum StoreError {
     Json(#[from] serde_json::Error),
     #[error("the store's writer thread has stopped")]
     WriterGone,
+    #[error("cannot start the store's writer thread: {0}")]
+    WriterStart(std::io::Error),
+    /// The transaction that carried this write did not commit: nothing of
+    /// it was stored. Not the caller's fault, and worth a retry.
+    #[error("the write did not commit: {0}")]
+    CommitFailed(String),
+    /// A row with this key exists already (an invocation id, a running
+    /// orchestration instance's id): the caller's conflict.
     #[error("{0}")]
-    Conflict(String),
+    Duplicate(String),
+    /// A row the write had just read or written is gone.
+    #[error("{0}")]
+    Vanished(String),
 }
 
 impl StoreError {
@@ -50,7 +61,7 @@ impl StoreError {
                 e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
                     || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
             }
-            StoreError::Conflict(_) => true,
+            StoreError::Duplicate(_) => true,
             _ => false,
         }
     }
@@ -91,6 +102,23 @@ const DURABLE_SCHEMA: &str = include_str!("durable_schema.sql");
 /// Most writes that one transaction carries; bounds commit latency.
 const MAX_BATCH: usize = 2048;
 
+/// Columns added after a table's first release, with their declarations:
+/// a store created before them gains them on open (`CREATE TABLE IF NOT
+/// EXISTS` leaves an existing table as it was).
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("tasks", "fuel_consumed", "INTEGER")];
+
+fn add_missing_columns(conn: &Connection) -> Result<()> {
+    for (table, column, declaration) in ADDED_COLUMNS {
+        let present: bool = conn
+            .prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))?
+            .exists([column])?;
+        if !present {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {declaration}"))?;
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path, durability: Durability) -> Result<Store> {
@@ -106,6 +134,7 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(TASK_SCHEMA)?;
+        add_missing_columns(&conn)?;
         conn.execute_batch(DURABLE_SCHEMA)?;
         let log_budget = Arc::new(log_budget::LogBudget::new(
             DEFAULT_LOG_BUDGET,
@@ -116,7 +145,7 @@ impl Store {
         std::thread::Builder::new()
             .name("wasmfc-store-writer".into())
             .spawn(move || writer_loop(conn, rx))
-            .map_err(|e| StoreError::Conflict(format!("cannot start writer thread: {e}")))?;
+            .map_err(StoreError::WriterStart)?;
 
         Ok(Store {
             inner: Arc::new(Inner {
@@ -234,7 +263,7 @@ where
     fn finish(mut self: Box<Self>, commit: std::result::Result<(), String>) {
         let out = match (commit, self.result.take()) {
             (Ok(()), Some(r)) => r,
-            (Err(e), _) => Err(StoreError::Conflict(format!("commit failed: {e}"))),
+            (Err(e), _) => Err(StoreError::CommitFailed(e)),
             (Ok(()), None) => Err(StoreError::WriterGone),
         };
         if let Some(reply) = self.reply.take() {
@@ -324,5 +353,21 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(count, 46);
+    }
+
+    #[tokio::test]
+    async fn a_write_whose_transaction_did_not_commit_is_a_commit_failure_not_a_duplicate() {
+        let (reply, answer) = oneshot::channel();
+        let mut job: Box<dyn WriteJob> = Box::new(Job {
+            f: Some(|_: &Connection| Ok(())),
+            result: None,
+            reply: Some(reply),
+        });
+        // The job's statements ran; the batch's COMMIT then failed.
+        assert!(job.run(&Connection::open_in_memory().unwrap()));
+        job.finish(Err("disk I/O error".into()));
+        let err = answer.await.unwrap().unwrap_err();
+        assert!(matches!(err, StoreError::CommitFailed(_)), "{err:?}");
+        assert!(!err.is_unique_violation());
     }
 }

@@ -22,6 +22,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     duration_ms        INTEGER NOT NULL DEFAULT 0,
     logs               BLOB,
     events             INTEGER NOT NULL DEFAULT 0,
+    fuel_consumed      INTEGER,
     UNIQUE (service, function, invocation_id)
 );
 

@@ -53,6 +53,8 @@ pub struct TaskRow {
     pub destination_status: String,
     pub instance_id: String,
     pub duration_ms: i64,
+    /// Fuel the last attempt consumed (servers with `--fuel-metering`).
+    pub fuel_consumed: Option<u64>,
 }
 
 /// Fields a transition may set.
@@ -66,6 +68,7 @@ pub struct TaskUpdate {
     pub destination_status: Option<String>,
     pub instance_id: Option<String>,
     pub duration_ms: Option<i64>,
+    pub fuel_consumed: Option<u64>,
     pub logs: Option<Bytes>,
 }
 
@@ -164,7 +167,8 @@ pub struct TaskPage {
 }
 
 const COLUMNS: &str = "seq, service, function, qualifier, invocation_id, stateful, kind, status, request_id, \
-     created_ms, end_ms, attempts, next_run_ms, error, result, destination_status, instance_id, duration_ms";
+     created_ms, end_ms, attempts, next_run_ms, error, result, destination_status, instance_id, duration_ms, \
+     fuel_consumed";
 
 fn row_from(r: &rusqlite::Row<'_>, with_payload: bool) -> rusqlite::Result<TaskRow> {
     let status: String = r.get(7)?;
@@ -187,8 +191,9 @@ fn row_from(r: &rusqlite::Row<'_>, with_payload: bool) -> rusqlite::Result<TaskR
         destination_status: r.get(15)?,
         instance_id: r.get(16)?,
         duration_ms: r.get(17)?,
+        fuel_consumed: r.get::<_, Option<i64>>(18)?.map(|f| f as u64),
         payload: if with_payload {
-            r.get::<_, Option<Vec<u8>>>(18)?.map(Bytes::from)
+            r.get::<_, Option<Vec<u8>>>(19)?.map(Bytes::from)
         } else {
             None
         },
@@ -237,7 +242,7 @@ pub(super) fn insert(c: &Connection, t: &NewTask) -> Result<i64> {
         Err(e) => {
             let e = StoreError::from(e);
             if e.is_unique_violation() {
-                return Err(StoreError::Conflict(format!(
+                return Err(StoreError::Duplicate(format!(
                     "invocation '{}' already exists for function {}/{}",
                     t.invocation_id, t.service, t.function
                 )));
@@ -285,6 +290,7 @@ fn apply(c: &Connection, t: Transition, logs: &LogBudget) -> Result<Option<Appli
              instance_id = COALESCE(?9, instance_id),
              duration_ms = COALESCE(?10, duration_ms),
              logs = COALESCE(?11, logs),
+             fuel_consumed = COALESCE(?12, fuel_consumed),
              events = events + 1
          WHERE seq = ?1
          RETURNING events",
@@ -301,7 +307,8 @@ fn apply(c: &Connection, t: Transition, logs: &LogBudget) -> Result<Option<Appli
                 u.destination_status,
                 u.instance_id,
                 u.duration_ms,
-                u.logs.as_deref()
+                u.logs.as_deref(),
+                u.fuel_consumed.map(|f| f as i64)
             ],
             |r| r.get::<_, i64>(0),
         )?;
@@ -332,7 +339,7 @@ fn apply(c: &Connection, t: Transition, logs: &LogBudget) -> Result<Option<Appli
 
 impl Store {
     /// Inserts a task in `Enqueued`; answers after the commit. A duplicate
-    /// invocation id for the function is a [`StoreError::Conflict`].
+    /// invocation id for the function is a [`StoreError::Duplicate`].
     pub async fn insert_task(&self, task: NewTask) -> Result<i64> {
         self.write(move |c| insert(c, &task)).await
     }

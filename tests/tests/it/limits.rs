@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::json;
-use wasmfc_tests::{Server, guests};
+use wasmfc_tests::{Server, ServerOptions, guests};
 
 #[tokio::test]
 async fn spin_times_out_on_its_deadline_and_the_server_keeps_serving() {
@@ -85,4 +85,77 @@ async fn eight_spinning_guests_do_not_block_hello() {
     for h in spins {
         assert_eq!(h.await.unwrap(), StatusCode::OK);
     }
+}
+
+/// `fuelBudget` on a server with `--fuel-metering`: a spinning guest stops
+/// at its budget with an error that names it, and every invocation reports
+/// the fuel it consumed (response header, task record, metric).
+#[tokio::test]
+async fn a_fuel_budget_stops_a_spinning_guest_and_fuel_is_reported() {
+    let s = Server::start(ServerOptions::default().arg("--fuel-metering")).await;
+    s.create_service("fuel").await;
+    s.create_function(
+        "fuel",
+        "spin",
+        guests::SPIN,
+        json!({ "timeout": 600, "fuelBudget": 50_000_000 }),
+    )
+    .await;
+    s.create_function("fuel", "hello", guests::HELLO, json!({})).await;
+
+    let r = s.invoke("fuel", "spin", "", &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.header("x-fc-error-type"), Some("UnhandledInvocationError"));
+    assert_eq!(r.json()["errorType"], "FuelExhausted", "{}", r.text());
+    assert!(
+        r.json()["errorMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains("50000000")),
+        "{}",
+        r.text()
+    );
+    // Within the budget the same guest succeeds.
+    let r = s.invoke("fuel", "spin", "1000", &[]).await;
+    assert!(r.text().starts_with("spun 1000"), "{}", r.text());
+
+    let r = s.invoke("fuel", "hello", "fuel", &[]).await;
+    assert_eq!(r.text(), "Hello fuel!");
+    let consumed: u64 = r
+        .header("x-wasmfc-fuel-consumed")
+        .and_then(|f| f.parse().ok())
+        .unwrap_or_else(|| panic!("no fuel header: {:?}", r.headers));
+    assert!(consumed > 0);
+    assert!(
+        s.metric("wasmfc_fuel_consumed_total", &[("function", "fuel/hello")])
+            .await
+            >= consumed as f64
+    );
+
+    s.task_mode("fuel", "hello", json!({})).await;
+    assert_eq!(
+        s.invoke_async("fuel", "hello", "task", Some("fueled")).await.status,
+        202
+    );
+    let task = s
+        .wait_status("fuel", "hello", "fueled", "Succeeded", Duration::from_secs(60))
+        .await;
+    assert!(task["fuelConsumed"].as_u64().is_some_and(|f| f > 0), "{task}");
+}
+
+#[tokio::test]
+async fn a_fuel_budget_needs_a_metering_server() {
+    let s = Server::default().await;
+    s.create_service("fuel").await;
+    let r = s
+        .post_json(
+            "/2016-08-15/services/fuel/functions",
+            json!({
+                "functionName": "spin", "runtime": "wasm", "handler": "index.handler",
+                "fuelBudget": 1000,
+                "code": { "zipFile": wasmfc_tests::b64(&wasmfc_tests::wasm(guests::SPIN)) },
+            }),
+        )
+        .await;
+    r.assert_error(400, "InvalidArgument");
+    assert!(r.text().contains("--fuel-metering"), "{}", r.text());
 }

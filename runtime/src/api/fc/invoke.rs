@@ -15,7 +15,7 @@ use serde_json::json;
 use super::Scope;
 use crate::api::error::current_request_id;
 use crate::api::{ApiError, ApiResult, SharedState, headers};
-use crate::engine::{InvocationContext, InvokeError, StopHandle};
+use crate::engine::{InvocationContext, InvokeError};
 use crate::pool::PooledInvocation;
 use crate::registry::ResolvedFunction;
 use crate::scheduler::Submission;
@@ -176,18 +176,8 @@ async fn invoke_sync(
 /// The context of a synchronous request (InvokeFunction or an HTTP
 /// trigger): this request's id, the function's timeout, no task.
 pub(super) fn request_context(resolved: &ResolvedFunction) -> InvocationContext {
-    let spec = &resolved.function.spec;
-    InvocationContext::new(
-        current_request_id(),
-        resolved.service.clone(),
-        spec.name.clone(),
-        resolved.qualifier.clone(),
-        resolved.version_label(),
-        std::time::Duration::from_secs(spec.timeout_s),
-        None,
-        0,
-        StopHandle::new(),
-    )
+    let timeout = std::time::Duration::from_secs(resolved.function.spec.timeout_s);
+    InvocationContext::request(current_request_id(), resolved.target(), timeout)
 }
 
 fn render(resolved: &ResolvedFunction, outcome: &PooledInvocation, tail: bool) -> Response {
@@ -229,6 +219,9 @@ fn render(resolved: &ResolvedFunction, outcome: &PooledInvocation, tail: bool) -
     };
     h.insert(headers::SERVICE_VERSION, version);
     h.insert(headers::MAX_MEMORY_USAGE, mebibytes_2dp(inv.peak_memory_bytes));
+    if let Some(fuel) = inv.fuel_consumed {
+        h.insert(headers::WASMFC_FUEL_CONSUMED, HeaderValue::from(fuel));
+    }
     let mut set = |name: HeaderName, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {
             h.insert(name, v);

@@ -26,6 +26,10 @@ pub fn invocation_json(row: &TaskRow, include_payload: bool, events: Option<&[Hi
     o.insert("startedTime".into(), json!(row.created_ms));
     o.insert("endTime".into(), json!(row.end_ms));
     o.insert("durationMs".into(), json!(row.duration_ms));
+    if let Some(fuel) = row.fuel_consumed {
+        // wasmfc's own field, with --fuel-metering.
+        o.insert("fuelConsumed".into(), json!(fuel));
+    }
     o.insert("requestId".into(), json!(row.request_id));
     o.insert("instanceId".into(), json!(row.instance_id));
     o.insert("invocationErrorMessage".into(), json!(row.error));
@@ -234,5 +238,19 @@ pub fn submit_error(e: SchedulerError) -> ApiError {
             ApiError::new(StatusCode::CONFLICT, "StatefulAsyncInvocationAlreadyExists", msg)
         }
         SchedulerError::Store(e) => e.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreError;
+
+    #[test]
+    fn a_failed_commit_on_submit_is_a_server_error_and_a_taken_id_a_conflict() {
+        let failed = submit_error(SchedulerError::Store(StoreError::CommitFailed("disk I/O error".into())));
+        assert!(failed.status.is_server_error(), "{:?}", failed.status);
+        let taken = submit_error(SchedulerError::Duplicate("invocation 'a' already exists".into()));
+        assert_eq!(taken.status, StatusCode::CONFLICT);
     }
 }

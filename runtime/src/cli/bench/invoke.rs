@@ -20,7 +20,7 @@ use hdrhistogram::Histogram;
 use super::CommonArgs;
 use super::load::new_histogram;
 use super::report::{Report, Row};
-use crate::engine::{Engine, EngineConfig, InstanceSettings, InvocationContext, StopHandle};
+use crate::engine::{Engine, EngineConfig, InstanceSettings, InvocationContext, Target};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct InvokeArgs {
@@ -49,17 +49,13 @@ async fn sample(
 }
 
 fn context() -> InvocationContext {
-    InvocationContext::new(
-        "bench".into(),
-        "bench".into(),
-        "bench".into(),
-        "LATEST".into(),
-        "LATEST".into(),
-        Duration::from_secs(60),
-        None,
-        0,
-        StopHandle::new(),
-    )
+    let target = Target {
+        service: "bench".into(),
+        function: "bench".into(),
+        qualifier: "LATEST".into(),
+        version_id: "LATEST".into(),
+    };
+    InvocationContext::request("bench".into(), target, Duration::from_secs(60))
 }
 
 pub async fn run(args: InvokeArgs) -> anyhow::Result<()> {
@@ -74,6 +70,7 @@ pub async fn run(args: InvokeArgs) -> anyhow::Result<()> {
         memory_limit_mb: 128,
         run_initializer: false,
         allowed_outbound_hosts: Arc::default(),
+        fuel_budget: None,
     });
     let event = Bytes::from_static(b"bench");
     let mut report = Report::new("invoke");

@@ -294,6 +294,7 @@ impl ServeCommand {
             },
         )
         .context("starting the scheduler")?;
+        follow_registry(&registry, pool.clone(), scheduler.clone());
         let durable = crate::durable::Durable::start(
             store.clone(),
             registry.clone(),
@@ -328,6 +329,43 @@ impl ServeCommand {
         });
         Ok(state)
     }
+}
+
+/// Keeps the pool and the scheduler in step with the registry: the one
+/// place that reacts to its announcements. A change of LATEST releases
+/// LATEST's instances only; a deleted function loses every instance and its
+/// unfinished tasks become `Invalid`.
+fn follow_registry(registry: &Registry, pool: Pool, scheduler: crate::scheduler::Scheduler) {
+    use crate::registry::events::RegistryEvent;
+    use tokio::sync::broadcast::error::RecvError;
+    let mut events = registry.subscribe();
+    tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(RegistryEvent::FunctionChanged { service, function }) => pool.release_latest(&service, &function),
+                Ok(RegistryEvent::FunctionDeleted { service, function }) => {
+                    pool.release_function(&service, &function);
+                    match scheduler.invalidate_function(&service, &function).await {
+                        Ok(0) => {}
+                        Ok(invalidated) => tracing::info!(
+                            %service, %function, invalidated,
+                            "function deleted; its unfinished tasks are Invalid"
+                        ),
+                        Err(e) => {
+                            tracing::error!(%service, %function, error = %e, "invalidating a deleted function's tasks")
+                        }
+                    }
+                }
+                // Instances of changed code are never served (the pool's
+                // key holds the modification time), so a missed release only
+                // leaves idle instances to the idle reaper; a missed
+                // deletion's tasks become Invalid when they come up (their
+                // function no longer resolves).
+                Err(RecvError::Lagged(missed)) => tracing::warn!(missed, "registry announcements missed"),
+                Err(RecvError::Closed) => break,
+            }
+        }
+    });
 }
 
 /// `--public-url`: an absolute http(s) URL with a host and nothing after

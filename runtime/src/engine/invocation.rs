@@ -237,3 +237,32 @@ impl Invocation {
         &self.log[len.saturating_sub(n)..]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every error type an invocation can answer with is a stable code with
+    /// a page under docs/errors/ (cause and fix).
+    #[test]
+    fn every_error_type_has_its_page() {
+        let all = [
+            InvokeError::Handled(String::new()),
+            InvokeError::Trap(String::new()),
+            InvokeError::Timeout(Duration::from_secs(1)),
+            InvokeError::OutOfMemory(1),
+            InvokeError::Stopped,
+            InvokeError::OutputLimit,
+            InvokeError::FuelExhausted(1),
+            InvokeError::WrongGuestKind(String::new()),
+            InvokeError::Initialization(String::new()),
+            InvokeError::Capacity(String::new()),
+            InvokeError::Internal(String::new()),
+        ];
+        let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/errors");
+        for e in all {
+            let page = docs.join(format!("{}.md", e.error_type()));
+            assert!(page.exists(), "{} has no page at {}", e.error_type(), page.display());
+        }
+    }
+}

@@ -743,6 +743,15 @@ impl Pool {
             .retain(|k, _| !(k.service == service && k.function == function));
     }
 
+    /// Drops the instances of a function's LATEST only: its published
+    /// versions (and the provisioned instances behind their aliases) are
+    /// snapshots that a change of LATEST does not touch.
+    pub fn release_latest(&self, service: &str, function: &str) {
+        self.inner
+            .functions
+            .retain(|k, _| !(k.service == service && k.function == function && k.version.is_none()));
+    }
+
     /// Live instances (idle ones; busy ones hold permits).
     pub fn idle_count(&self) -> usize {
         self.inner.functions.iter().map(|f| f.idle.lock().len()).sum()

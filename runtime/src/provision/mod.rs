@@ -108,7 +108,9 @@ impl Autoscaler {
                         }
                     },
                 };
-                let resolved = match self.inner.registry.resolve(&service, Some(&qualifier), &function) {
+                // The alias's main version: weights route invocations, not
+                // where provisioned instances live.
+                let resolved = match self.inner.registry.resolve_main(&service, Some(&qualifier), &function) {
                     Ok(r) => r,
                     Err(e) => {
                         self.set_status(&key, 0, e.to_string());

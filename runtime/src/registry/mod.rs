@@ -12,6 +12,7 @@
 //! ([`FunctionSpec`]) when the document is stored.
 
 mod code;
+pub mod events;
 mod fields;
 pub mod names;
 mod triggers;
@@ -338,6 +339,7 @@ struct Inner {
     /// Uploads being inflated at once (each may take up to the code limit
     /// in memory): one per core.
     unpacking: tokio::sync::Semaphore,
+    events: tokio::sync::broadcast::Sender<events::RegistryEvent>,
 }
 
 impl Registry {
@@ -411,8 +413,19 @@ impl Registry {
                 engine,
                 max_code_bytes,
                 unpacking: tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get())),
+                events: events::channel(),
             }),
         })
+    }
+
+    /// Announcements of persisted changes, from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<events::RegistryEvent> {
+        self.inner.events.subscribe()
+    }
+
+    fn announce(&self, event: events::RegistryEvent) {
+        // No subscriber (a registry in a test) is not an error.
+        let _ = self.inner.events.send(event);
     }
 
     pub fn code_dir(&self) -> &CodeDir {
@@ -726,6 +739,11 @@ impl Registry {
         if let Some(s) = st.services.get_mut(service) {
             s.functions.insert(name.into(), entry);
         }
+        drop(st);
+        self.announce(events::RegistryEvent::FunctionChanged {
+            service: service.into(),
+            function: name.into(),
+        });
         Ok(doc)
     }
 
@@ -767,6 +785,10 @@ impl Registry {
             s.async_configs.retain(|(f, _), _| f != name);
             s.provision_configs.retain(|(f, _), _| f != name);
         }
+        self.announce(events::RegistryEvent::FunctionDeleted {
+            service: service.into(),
+            function: name.into(),
+        });
         Ok(entry)
     }
 
@@ -794,11 +816,28 @@ impl Registry {
     /// Resolves `service[.qualifier]/function` for an invocation. An alias
     /// with `additionalVersionWeight` picks a version by weight.
     pub fn resolve(&self, service: &str, qualifier: Option<&str>, name: &str) -> Result<ResolvedFunction> {
+        self.resolve_as(service, qualifier, name, true)
+    }
+
+    /// Resolves like [`Registry::resolve`], but an alias always to its main
+    /// version: what provisioned instances are kept for, so that weights
+    /// never move them from one version to another between two passes.
+    pub fn resolve_main(&self, service: &str, qualifier: Option<&str>, name: &str) -> Result<ResolvedFunction> {
+        self.resolve_as(service, qualifier, name, false)
+    }
+
+    fn resolve_as(
+        &self,
+        service: &str,
+        qualifier: Option<&str>,
+        name: &str,
+        weighted: bool,
+    ) -> Result<ResolvedFunction> {
         let qualifier_label = qualifier.filter(|q| !q.is_empty()).unwrap_or("LATEST").to_string();
         self.service_entry(service, |s| {
             let version = resolve_version(service, s, &qualifier_label)?;
             let version = match (version, parse_qualifier(Some(&qualifier_label))) {
-                (Some(v), Qualifier::Alias(alias)) => pick_weighted(s, alias, v),
+                (Some(v), Qualifier::Alias(alias)) if weighted => pick_weighted(s, alias, v),
                 (v, _) => v,
             };
             let function = match version {

@@ -220,3 +220,77 @@ async fn target_tracking_scales_out_under_load_and_back_in_after() {
     // Idle: back in, progressively, to the minimum.
     wait_current(&s, Duration::from_secs(15), |c| c == 1).await;
 }
+
+/// A change of LATEST releases LATEST's instances only: the provisioned
+/// instance behind `prod` (version 1, a snapshot) keeps serving.
+#[tokio::test]
+async fn updating_latest_keeps_the_provisioned_instances_of_a_published_version() {
+    let s = Server::default().await;
+    with_alias(&s, guests::HELLO).await;
+    assert_eq!(s.put_json(CONFIG, json!({ "target": 1 })).await.status, StatusCode::OK);
+    wait_current(&s, Duration::from_secs(30), |c| c == 1).await;
+    let before = s.invoke("prov.prod", "f", "a", &[]).await;
+    assert_eq!(
+        before.header("x-fc-start-type"),
+        Some("provisioned"),
+        "{}",
+        before.text()
+    );
+    // One LATEST instance beside the provisioned one.
+    assert_eq!(s.invoke("prov", "f", "b", &[]).await.status, StatusCode::OK);
+    s.wait_metric("wasmfc_instances_live", &[], 2.0, Duration::from_secs(30))
+        .await;
+
+    let r = s
+        .put_json(
+            "/2016-08-15/services/prov/functions/f",
+            json!({ "description": "changed" }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    // LATEST's instance goes (the registry announced the change) ...
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.metric("wasmfc_instances_live", &[]).await > 1.0 {
+        assert!(Instant::now() < deadline, "LATEST's instance was not released");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ... and version 1's provisioned instance is the same one as before.
+    let after = s.invoke("prov.prod", "f", "c", &[]).await;
+    assert_eq!(after.header("x-fc-start-type"), Some("provisioned"), "{}", after.text());
+    assert_eq!(after.header("x-fc-instance-id"), before.header("x-fc-instance-id"));
+}
+
+/// Provisioned instances of an alias with `additionalVersionWeight` stay on
+/// its main version: the autoscaler does not move them with the weights.
+#[tokio::test]
+async fn a_weighted_alias_keeps_its_provisioned_instances_on_the_main_version() {
+    let s = Server::default().await;
+    with_alias(&s, guests::HELLO).await;
+    let r = s
+        .put_json("/2016-08-15/services/prov/functions/f", json!({ "description": "v2" }))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let r = s.post_json("/2016-08-15/services/prov/versions", json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let r = s
+        .put_json(
+            "/2016-08-15/services/prov/aliases/prod",
+            json!({ "versionId": "1", "additionalVersionWeight": { "2": 0.5 } }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(s.put_json(CONFIG, json!({ "target": 1 })).await.status, StatusCode::OK);
+    wait_current(&s, Duration::from_secs(30), |c| c == 1).await;
+    // Version 1's instance is the provisioned one (a version qualifier
+    // reaches the same instances as the alias's main version) ...
+    let first = s.invoke("prov.1", "f", "a", &[]).await;
+    assert_eq!(first.header("x-fc-start-type"), Some("provisioned"), "{}", first.text());
+    // ... and stays it over many autoscaler passes (one per 200 ms); moved
+    // by the weight, it would be gone after a pass or two.
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let again = s.invoke("prov.1", "f", "b", &[]).await;
+        assert_eq!(again.header("x-fc-start-type"), Some("provisioned"), "{}", again.text());
+        assert_eq!(again.header("x-fc-instance-id"), first.header("x-fc-instance-id"));
+    }
+}

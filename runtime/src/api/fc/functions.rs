@@ -43,7 +43,6 @@ pub async fn update(
         .registry
         .update_function(&scope.service, scope.function(), &fields, if_match(&headers)?)
         .await?;
-    app.pool.release_function(&scope.service, scope.function());
     Ok(object(doc))
 }
 
@@ -51,14 +50,6 @@ pub async fn delete(State(app): State<SharedState>, scope: Scope, headers: Heade
     app.registry
         .delete_function(&scope.service, scope.function(), if_match(&headers)?)
         .await?;
-    app.pool.release_function(&scope.service, scope.function());
-    let invalidated = app
-        .scheduler
-        .invalidate_function(&scope.service, scope.function())
-        .await?;
-    if invalidated > 0 {
-        tracing::info!(service = %scope.service, function = scope.function(), invalidated, "function deleted; its unfinished tasks are Invalid");
-    }
     Ok(no_content())
 }
 
@@ -91,7 +82,6 @@ pub async fn put_code(
         .registry
         .put_function_code(&scope.service, scope.function(), body)
         .await?;
-    app.pool.release_function(&scope.service, scope.function());
     Ok(object(doc))
 }
 

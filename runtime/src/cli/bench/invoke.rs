@@ -8,7 +8,11 @@
 //! - `warm-instance`: a call into a live instance (what the pool gives);
 //! - `load-artifact`: loading compiled code from the on-disk artifact cache
 //!   and linking it (deserialize + `instantiate_pre`), as a cold start after
-//!   a restart or a scale to zero does.
+//!   a restart or a scale to zero does;
+//! - `+fuel` rows: the same warm call on an engine that meters fuel
+//!   (`--fuel-metering`), beside the unmetered one, for `hello` and for
+//!   `spin` (a tight loop, fuel's worst case); their ratio is to the
+//!   unmetered twin.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -166,6 +170,56 @@ pub async fn run(args: InvokeArgs) -> anyhow::Result<()> {
             row.ratio = Some(row.p50_us / base);
         }
     }
+    fuel_rows(&args, &mut report).await?;
     report.print(args.common.json);
+    Ok(())
+}
+
+/// A warm call on an engine without and with fuel metering, side by side,
+/// for `hello` and a 100,000-iteration `spin`.
+async fn fuel_rows(args: &InvokeArgs, report: &mut Report) -> anyhow::Result<()> {
+    let iterations = (args.iterations / 10).max(100);
+    let settings = Arc::new(InstanceSettings {
+        env: vec![],
+        memory_limit_mb: 128,
+        run_initializer: false,
+        allowed_outbound_hosts: Arc::default(),
+        fuel_budget: None,
+    });
+    for (guest, event) in [("hello", "bench"), ("spin", "100000")] {
+        let wasm = std::fs::read(args.common.guest(guest))
+            .with_context(|| format!("reading {guest} (bash scripts/build-guests.sh)"))?;
+        let sha = crate::registry::sha256_hex(&wasm);
+        let mut plain_p50 = None;
+        for metered in [false, true] {
+            let cache = tempfile::tempdir()?;
+            let engine = Engine::new(EngineConfig {
+                cache_dir: cache.path().to_path_buf(),
+                max_instances: 4,
+                fuel_metering: metered,
+                ..EngineConfig::default()
+            })?;
+            let prepared = engine.validate(sha.clone(), Bytes::from(wasm.clone())).await?;
+            let mut instance = engine.instantiate(prepared, settings.clone(), None).await?;
+            let event = Bytes::from_static(event.as_bytes());
+            let h = sample(iterations / 10, iterations, async || {
+                let ctx = context();
+                let t = Instant::now();
+                let out = instance.invoke(&ctx, event.clone()).await;
+                let ns = t.elapsed().as_nanos() as u64;
+                out.result.with_context(|| format!("{guest} failed"))?;
+                Ok(ns)
+            })
+            .await?;
+            let name = format!(
+                "{guest}/warm-instance{}",
+                if metered { "+fuel" } else { " (fuel twin)" }
+            );
+            let mut row = Row::from_histogram(name, &h, 1.0);
+            let base = *plain_p50.get_or_insert(row.p50_us);
+            row.ratio = Some(row.p50_us / base);
+            report.rows.push(row);
+        }
+    }
     Ok(())
 }

@@ -7,7 +7,7 @@
 //! that one answer, sends its next request and sleeps again. Every answer
 //! then costs a context-switch round trip on both sides, and the more a
 //! request costs the server, the more answers find the client asleep
-//! (docs/benchmarks.md, session 13: a warm `hello` invoke was preempted
+//! (docs/benchmarks.md, "what the generator's wake-ups cost": a warm `hello` invoke was preempted
 //! 0.63–0.81 times per request, the axum hello-world 0.12–0.20). Held back
 //! until the thread has served every connection that was ready, the answers
 //! of a round leave in a burst: the client wakes once, finds several

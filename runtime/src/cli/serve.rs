@@ -117,8 +117,8 @@ pub struct ServeCommand {
     pub log_limit_bytes: usize,
 
     /// Meter fuel (wasm instructions, roughly) in every guest: functions
-    /// may then set a `fuelBudget`, and each invocation reports the fuel it
-    /// consumed (`X-Wasmfc-Fuel-Consumed`, the task record,
+    /// may then set a `fuelBudget`, and event-function invocations report the fuel
+    /// they consumed (`X-Wasmfc-Fuel-Consumed`, the task record,
     /// `wasmfc_fuel_consumed_total`). Costs up to 2x on tight loops.
     #[arg(long)]
     pub fuel_metering: bool,

@@ -125,11 +125,7 @@ impl GuestInstance {
                 pre: pre.clone(),
                 settings,
             })),
-            PreparedTarget::Orchestrator(_) => Err(InvokeError::WrongGuestKind(
-                "this function is an orchestrator: start it through the orchestration API \
-                 (POST /runtime/webhooks/durabletask/orchestrators/{name})"
-                    .into(),
-            )),
+            PreparedTarget::Orchestrator(_) => Err(InvokeError::orchestrator_function()),
             PreparedTarget::Http { pre } => Ok(GuestInstance::Http(HttpInstance {
                 id: new_instance_id(),
                 engine: engine.clone(),

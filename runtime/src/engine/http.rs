@@ -47,14 +47,7 @@ pub struct HttpState {
     outbound: OutboundPolicy,
 }
 
-impl Sandboxed for HttpState {
-    fn bounds(&self) -> &Bounds {
-        &self.bounds
-    }
-    fn bounds_mut(&mut self) -> &mut Bounds {
-        &mut self.bounds
-    }
-}
+sandbox::impl_sandboxed!(HttpState);
 
 impl WasiView for HttpState {
     fn ctx(&mut self) -> WasiCtxView<'_> {

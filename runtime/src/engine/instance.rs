@@ -43,23 +43,7 @@ pub struct ComponentState {
     bounds: Bounds,
 }
 
-impl Sandboxed for CommandState {
-    fn bounds(&self) -> &Bounds {
-        &self.bounds
-    }
-    fn bounds_mut(&mut self) -> &mut Bounds {
-        &mut self.bounds
-    }
-}
-
-impl Sandboxed for ComponentState {
-    fn bounds(&self) -> &Bounds {
-        &self.bounds
-    }
-    fn bounds_mut(&mut self) -> &mut Bounds {
-        &mut self.bounds
-    }
-}
+sandbox::impl_sandboxed!(CommandState, ComponentState);
 
 impl WasiView for ComponentState {
     fn ctx(&mut self) -> WasiCtxView<'_> {

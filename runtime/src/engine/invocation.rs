@@ -194,6 +194,15 @@ impl InvokeError {
         )
     }
 
+    /// An orchestrator reached through anything but the orchestration API.
+    pub fn orchestrator_function() -> InvokeError {
+        InvokeError::WrongGuestKind(
+            "this function is an orchestrator: start it through the orchestration API \
+             (POST /runtime/webhooks/durabletask/orchestrators/{name})"
+                .into(),
+        )
+    }
+
     /// True when the instance that produced this error may serve again.
     pub fn instance_survives(&self) -> bool {
         matches!(self, InvokeError::Handled(_))

@@ -76,14 +76,7 @@ pub struct OrchestratorState {
     journal: Box<dyn Journal>,
 }
 
-impl Sandboxed for OrchestratorState {
-    fn bounds(&self) -> &Bounds {
-        &self.bounds
-    }
-    fn bounds_mut(&mut self) -> &mut Bounds {
-        &mut self.bounds
-    }
-}
+sandbox::impl_sandboxed!(OrchestratorState);
 
 /// A linked orchestrator component.
 pub(super) struct OrchestratorPre {

@@ -103,6 +103,21 @@ pub trait Sandboxed: Send + 'static {
     fn bounds_mut(&mut self) -> &mut Bounds;
 }
 
+/// Implements [`Sandboxed`] for store data types with a `bounds` field.
+macro_rules! impl_sandboxed {
+    ($($data:ty),+) => {$(
+        impl $crate::engine::sandbox::Sandboxed for $data {
+            fn bounds(&self) -> &$crate::engine::sandbox::Bounds {
+                &self.bounds
+            }
+            fn bounds_mut(&mut self) -> &mut $crate::engine::sandbox::Bounds {
+                &mut self.bounds
+            }
+        }
+    )+};
+}
+pub(super) use impl_sandboxed;
+
 /// A WASI context builder with everything off but the guest's output
 /// (into `capture`) and its environment. Callers add what their kind needs
 /// (stdin and arguments for commands, virtual clocks for orchestrators).

@@ -15,10 +15,8 @@
 //! Commands (WASI preview-1 modules) run `_start` once per instance, so each
 //! of their invocations is a cold start by nature.
 
-use std::borrow::Borrow;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -27,11 +25,23 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::engine::{
-    Capture, Engine, GuestInstance, GuestKind, HttpBodyError, HttpInstance, HyperOutgoingBody, InstanceSettings,
-    Invocation, InvocationContext, InvokeError, Prepared, RecordedRequest, collect_response, offload,
+    Capture, Engine, GuestInstance, HttpBodyError, HyperOutgoingBody, InstanceSettings, Invocation, InvocationContext,
+    InvokeError, Prepared,
 };
 use crate::metrics::{InvocationRecord, Metrics};
 use crate::registry::{CodeDir, FunctionEntry, ResolvedFunction};
+
+mod key;
+mod lease;
+mod provisioned;
+mod reclaim;
+mod slots;
+
+use key::KeyFields;
+pub use key::PoolKey;
+pub use lease::Lease;
+use lease::wrong_kind;
+use slots::{BusyMark, FunctionPool, Slot};
 
 /// Pool settings (from `wasmfc serve` flags).
 #[derive(Debug, Clone)]
@@ -78,186 +88,6 @@ impl StartKind {
     }
 }
 
-/// Identifies one function version's instances. The function's id and
-/// modification time are part of it, so an update never serves old
-/// settings from a warm instance.
-#[derive(Debug, Clone)]
-pub struct PoolKey {
-    pub service: String,
-    pub function: String,
-    pub version: Option<u64>,
-    function_id: String,
-    last_modified: String,
-}
-
-impl PoolKey {
-    pub fn of(resolved: &ResolvedFunction) -> PoolKey {
-        let (service, function, version, function_id, last_modified) = resolved.fields();
-        PoolKey {
-            service: service.to_string(),
-            function: function.to_string(),
-            version,
-            function_id: function_id.to_string(),
-            last_modified: last_modified.to_string(),
-        }
-    }
-}
-
-/// The fields of a pool key, owned ([`PoolKey`]) or borrowed from a
-/// [`ResolvedFunction`]. The function map is looked up on every invocation;
-/// looking it up through borrowed fields spares building an owned key (four
-/// string copies) each time.
-trait KeyFields {
-    fn fields(&self) -> (&str, &str, Option<u64>, &str, &str);
-}
-
-impl KeyFields for PoolKey {
-    fn fields(&self) -> (&str, &str, Option<u64>, &str, &str) {
-        (
-            &self.service,
-            &self.function,
-            self.version,
-            &self.function_id,
-            &self.last_modified,
-        )
-    }
-}
-
-impl KeyFields for ResolvedFunction {
-    fn fields(&self) -> (&str, &str, Option<u64>, &str, &str) {
-        let spec = &self.function.spec;
-        (
-            &self.service,
-            &spec.name,
-            self.version,
-            &spec.function_id,
-            &spec.last_modified,
-        )
-    }
-}
-
-impl Hash for dyn KeyFields + '_ {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.fields().hash(state);
-    }
-}
-
-impl PartialEq for dyn KeyFields + '_ {
-    fn eq(&self, other: &Self) -> bool {
-        self.fields() == other.fields()
-    }
-}
-
-impl Eq for dyn KeyFields + '_ {}
-
-// An owned key hashes and compares as its fields do, so that a map keyed by
-// `PoolKey` can be searched with any `KeyFields`.
-impl Hash for PoolKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        (self as &dyn KeyFields).hash(state);
-    }
-}
-
-impl PartialEq for PoolKey {
-    fn eq(&self, other: &Self) -> bool {
-        (self as &dyn KeyFields) == (other as &dyn KeyFields)
-    }
-}
-
-impl Eq for PoolKey {}
-
-impl<'a> Borrow<dyn KeyFields + 'a> for PoolKey {
-    fn borrow(&self) -> &(dyn KeyFields + 'a) {
-        self
-    }
-}
-
-/// Provisioned instances of one function version: how many should live,
-/// how many do, and how many are serving right now (for target tracking).
-#[derive(Debug, Default)]
-struct Provisioned {
-    target: AtomicU64,
-    live: AtomicU64,
-    busy: AtomicU64,
-}
-
-/// Marks a slot as provisioned; counts it live until it is dropped, so a
-/// provisioned instance that traps or is retired is replaced by the
-/// autoscaler's next round.
-struct ProvisionedMark(Arc<Provisioned>);
-
-impl Drop for ProvisionedMark {
-    fn drop(&mut self) {
-        self.0.live.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Counts a provisioned instance busy while a lease holds it.
-struct BusyMark(Arc<Provisioned>);
-
-impl Drop for BusyMark {
-    fn drop(&mut self) {
-        self.0.busy.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// An instance with the capacity it holds.
-struct Slot {
-    instance: GuestInstance,
-    uses: u64,
-    provisioned: Option<ProvisionedMark>,
-    _global: OwnedSemaphorePermit,
-    _function: OwnedSemaphorePermit,
-}
-
-impl Slot {
-    fn is_provisioned(&self) -> bool {
-        self.provisioned.is_some()
-    }
-}
-
-struct IdleSlot {
-    slot: Slot,
-    since: Instant,
-}
-
-struct FunctionPool {
-    entry: Arc<FunctionEntry>,
-    /// `service/function`, the metrics label of its invocations.
-    label: String,
-    settings: Arc<InstanceSettings>,
-    idle: Mutex<Vec<IdleSlot>>,
-    permits: Arc<Semaphore>,
-    /// Signalled when an instance goes back to `idle`.
-    returned: Notify,
-    provisioned: Arc<Provisioned>,
-}
-
-impl FunctionPool {
-    /// Returns an instance to the idle set and wakes one waiter. A
-    /// provisioned instance above the current target retires instead.
-    fn give_back(&self, slot: Slot) {
-        if slot.is_provisioned()
-            && self.provisioned.live.load(Ordering::Relaxed) > self.provisioned.target.load(Ordering::Relaxed)
-        {
-            return;
-        }
-        self.idle.lock().push(IdleSlot {
-            slot,
-            since: Instant::now(),
-        });
-        self.returned.notify_one();
-    }
-}
-
-/// Instance permits held for as long as an HTTP function's guest runs.
-struct HttpHold {
-    _global: OwnedSemaphorePermit,
-    _function: OwnedSemaphorePermit,
-    _provisioned: Option<ProvisionedMark>,
-    _busy: Option<BusyMark>,
-}
-
 /// The outcome of an HTTP function's request.
 pub struct HttpServed {
     pub start: StartKind,
@@ -272,6 +102,16 @@ pub struct HttpServed {
 pub struct PooledInvocation {
     pub invocation: Invocation,
     pub start: StartKind,
+}
+
+impl PooledInvocation {
+    /// An invocation that failed before it had an instance.
+    pub fn failed(error: InvokeError) -> PooledInvocation {
+        PooledInvocation {
+            invocation: Invocation::failed(error, String::new()),
+            start: StartKind::Cold,
+        }
+    }
 }
 
 /// The pool. Cheap to clone.
@@ -355,10 +195,7 @@ impl Pool {
     /// most the configured acquire timeout for room.
     pub async fn invoke(&self, resolved: &ResolvedFunction, ctx: InvocationContext, event: Bytes) -> PooledInvocation {
         if let Some(e) = wrong_kind(resolved, false) {
-            return PooledInvocation {
-                invocation: Invocation::failed(e, String::new()),
-                start: StartKind::Cold,
-            };
+            return PooledInvocation::failed(e);
         }
         let lease = self.acquire(resolved, &ctx, self.inner.config.acquire_timeout).await;
         Self::run_lease(lease, ctx, event).await
@@ -373,10 +210,7 @@ impl Pool {
         event: Bytes,
     ) -> PooledInvocation {
         if let Some(e) = wrong_kind(resolved, false) {
-            return PooledInvocation {
-                invocation: Invocation::failed(e, String::new()),
-                start: StartKind::Cold,
-            };
+            return PooledInvocation::failed(e);
         }
         self.inner.engine.forget(&resolved.function.spec.wasm_sha256);
         let lease = self
@@ -478,10 +312,7 @@ impl Pool {
     async fn run_lease(lease: Result<Lease, InvokeError>, ctx: InvocationContext, event: Bytes) -> PooledInvocation {
         match lease {
             Ok(lease) => lease.invoke(ctx, event).await,
-            Err(e) => PooledInvocation {
-                invocation: Invocation::failed(e, String::new()),
-                start: StartKind::Cold,
-            },
+            Err(e) => PooledInvocation::failed(e),
         }
     }
 
@@ -504,11 +335,12 @@ impl Pool {
         wait: Duration,
         reuse: bool,
     ) -> Result<Lease, InvokeError> {
-        let fp = self.function_pool(resolved);
-        let lease = self.lease(fp.clone(), ctx, wait, reuse).await;
+        let lease = self.lease(self.function_pool(resolved), ctx, wait, reuse).await;
         if let Err(e) = &lease {
             // No instance (throttled, or its initializer failed): this
-            // invocation failed too.
+            // invocation failed too. Looked up again rather than cloned for
+            // every invocation: failures are the rare case.
+            let fp = self.function_pool(resolved);
             self.observe(&fp, StartKind::Cold, Some(e.error_type()), Duration::ZERO, None);
         }
         lease
@@ -586,92 +418,6 @@ impl Pool {
         })
     }
 
-    /// Brings the provisioned instances of `resolved` to `target`: creates
-    /// the missing ones (initializer run, ready for a provisioned start)
-    /// and retires idle ones above it (busy ones retire when they return).
-    /// Answers how many live now, and why it fell short, if it did.
-    pub async fn provision(&self, resolved: &ResolvedFunction, target: u64) -> (u64, Option<String>) {
-        let fp = self.function_pool(resolved);
-        fp.provisioned.target.store(target, Ordering::Relaxed);
-        self.retire_excess(&fp);
-        while fp.provisioned.live.load(Ordering::Relaxed) < target {
-            let Ok(function) = fp.permits.clone().try_acquire_owned() else {
-                return (
-                    fp.provisioned.live.load(Ordering::Relaxed),
-                    Some("the per-function instance limit is reached".into()),
-                );
-            };
-            let deadline = tokio::time::Instant::now() + self.inner.config.acquire_timeout;
-            let Some(global) = self.reserve_global(deadline).await else {
-                return (
-                    fp.provisioned.live.load(Ordering::Relaxed),
-                    Some("the global instance limit is reached".into()),
-                );
-            };
-            let spec = &resolved.function.spec;
-            let ctx = InvocationContext::request(
-                format!("provision-{}", uuid::Uuid::new_v4()),
-                resolved.target(),
-                Duration::from_secs(spec.timeout_s),
-            );
-            let instance = match self.create(&fp, &ctx).await {
-                Ok(i) => i,
-                Err(e) => return (fp.provisioned.live.load(Ordering::Relaxed), Some(e.to_string())),
-            };
-            fp.provisioned.live.fetch_add(1, Ordering::Relaxed);
-            fp.give_back(Slot {
-                instance,
-                uses: 0,
-                provisioned: Some(ProvisionedMark(fp.provisioned.clone())),
-                _global: global,
-                _function: function,
-            });
-        }
-        (fp.provisioned.live.load(Ordering::Relaxed), None)
-    }
-
-    fn retire_excess(&self, fp: &FunctionPool) {
-        let target = fp.provisioned.target.load(Ordering::Relaxed);
-        let mut idle = fp.idle.lock();
-        while fp.provisioned.live.load(Ordering::Relaxed) > target {
-            match idle.iter().position(|i| i.slot.is_provisioned()) {
-                // Dropping the slot decrements `live`.
-                Some(at) => drop(idle.swap_remove(at)),
-                None => break,
-            }
-        }
-    }
-
-    /// Provisioned instances of `resolved`: (live, busy).
-    pub fn provisioned(&self, resolved: &ResolvedFunction) -> (u64, u64) {
-        match self.inner.functions.get(resolved as &dyn KeyFields) {
-            Some(fp) => (
-                fp.provisioned.live.load(Ordering::Relaxed),
-                fp.provisioned.busy.load(Ordering::Relaxed),
-            ),
-            None => (0, 0),
-        }
-    }
-
-    /// Releases every provisioned instance of one pool key (its config was
-    /// deleted or now resolves elsewhere).
-    pub fn unprovision(&self, key: &PoolKey) {
-        if let Some(fp) = self.inner.functions.get(key).map(|f| f.clone()) {
-            fp.provisioned.target.store(0, Ordering::Relaxed);
-            self.retire_excess(&fp);
-        }
-    }
-
-    /// Provisioned instances alive across all functions: (live, busy).
-    pub fn provisioned_totals(&self) -> (u64, u64) {
-        self.inner.functions.iter().fold((0, 0), |(l, b), fp| {
-            (
-                l + fp.provisioned.live.load(Ordering::Relaxed),
-                b + fp.provisioned.busy.load(Ordering::Relaxed),
-            )
-        })
-    }
-
     /// Takes a global instance permit, evicting idle instances of other
     /// functions when the global cap is the obstacle.
     async fn reserve_global(&self, deadline: tokio::time::Instant) -> Option<OwnedSemaphorePermit> {
@@ -687,31 +433,6 @@ impl Pool {
                 .ok()
                 .and_then(Result::ok);
         }
-    }
-
-    /// Drops the least recently used non-provisioned idle instance.
-    fn evict_one_idle(&self) -> bool {
-        let mut oldest: Option<(Instant, Arc<FunctionPool>)> = None;
-        for fp in self.inner.functions.iter() {
-            if let Some(since) = fp
-                .idle
-                .lock()
-                .iter()
-                .filter(|i| !i.slot.is_provisioned())
-                .map(|i| i.since)
-                .min()
-                && oldest.as_ref().is_none_or(|(t, _)| since < *t)
-            {
-                oldest = Some((since, fp.value().clone()));
-            }
-        }
-        let Some((since, fp)) = oldest else { return false };
-        let mut idle = fp.idle.lock();
-        if let Some(pos) = idle.iter().position(|i| !i.slot.is_provisioned() && i.since == since) {
-            idle.remove(pos);
-            return true;
-        }
-        !idle.is_empty()
     }
 
     async fn prepared(&self, entry: &FunctionEntry) -> Result<Arc<Prepared>, InvokeError> {
@@ -736,22 +457,6 @@ impl Pool {
             .await
     }
 
-    /// Drops idle instances of one function (it was updated or deleted).
-    pub fn release_function(&self, service: &str, function: &str) {
-        self.inner
-            .functions
-            .retain(|k, _| !(k.service == service && k.function == function));
-    }
-
-    /// Drops the instances of a function's LATEST only: its published
-    /// versions (and the provisioned instances behind their aliases) are
-    /// snapshots that a change of LATEST does not touch.
-    pub fn release_latest(&self, service: &str, function: &str) {
-        self.inner
-            .functions
-            .retain(|k, _| !(k.service == service && k.function == function && k.version.is_none()));
-    }
-
     /// Live instances (idle ones; busy ones hold permits).
     pub fn idle_count(&self) -> usize {
         self.inner.functions.iter().map(|f| f.idle.lock().len()).sum()
@@ -760,200 +465,5 @@ impl Pool {
     /// Instances alive now (idle + busy).
     pub fn live_count(&self) -> usize {
         self.inner.config.max_instances - self.inner.global.available_permits()
-    }
-
-    fn spawn_reaper(&self) {
-        let weak = Arc::downgrade(&self.inner);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tick.tick().await;
-                let Some(inner) = weak.upgrade() else { return };
-                let timeout = inner.config.idle_timeout;
-                inner.functions.retain(|_, fp| {
-                    fp.idle
-                        .lock()
-                        .retain(|i| i.slot.is_provisioned() || i.since.elapsed() < timeout);
-                    // Keep the function's pool while anything references it.
-                    !fp.idle.lock().is_empty()
-                        || Arc::strong_count(fp) > 1
-                        || fp.permits.available_permits() < inner.config.max_instances_per_function
-                });
-            }
-        });
-    }
-}
-
-/// Drops an instance that will not serve again once the caller's response
-/// is on its way. Tearing a store down (resetting its memory slot, and for a
-/// forced cold start unmapping its code) costs tens of microseconds and
-/// TLB shootdowns the caller should not wait for. The spawned task lands in
-/// the current worker's next-task slot, so it runs right after the request's
-/// task yields (typically once the response is written), on the same core.
-/// The slot keeps its permits until then, so the instance caps still count
-/// the instance while it is torn down.
-fn discard(slot: Slot, unload: Option<(Engine, String)>) {
-    let teardown = move || {
-        drop(slot);
-        if let Some((engine, wasm_sha256)) = unload {
-            engine.unload(&wasm_sha256);
-        }
-    };
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => drop(runtime.spawn(async move { teardown() })),
-        Err(_) => teardown(),
-    }
-}
-
-/// The executor is chosen by the function's kind, known since its code was
-/// uploaded: an HTTP function is served only through [`Pool::serve_http`]
-/// (`http` set), event functions and commands only through
-/// [`Pool::invoke`], orchestrators by neither. `Some`: the invocation
-/// reached the wrong executor and fails at once, before any instance.
-fn wrong_kind(resolved: &ResolvedFunction, http: bool) -> Option<InvokeError> {
-    match (resolved.function.spec.kind, http) {
-        (GuestKind::HttpComponent, false) => Some(InvokeError::http_function()),
-        (GuestKind::EventComponent | GuestKind::Command, true) => Some(InvokeError::event_function()),
-        (GuestKind::Orchestrator, _) => Some(InvokeError::WrongGuestKind(
-            "this function is an orchestrator: start it through the orchestration API \
-             (POST /runtime/webhooks/durabletask/orchestrators/{name})"
-                .into(),
-        )),
-        _ => None,
-    }
-}
-
-/// One instance, held for one invocation.
-pub struct Lease {
-    pool: Pool,
-    fp: Arc<FunctionPool>,
-    slot: Slot,
-    start: StartKind,
-    /// Held while a provisioned instance serves (dropped with the lease).
-    _busy: Option<BusyMark>,
-    /// A forced cold start: after this invocation drop the instance even if
-    /// it could serve again, and unload the function's compiled code with it.
-    forced_cold: bool,
-}
-
-impl Lease {
-    pub fn start(&self) -> StartKind {
-        self.start
-    }
-
-    pub fn instance_id(&self) -> &str {
-        self.slot.instance.id()
-    }
-
-    /// Gives the instance back unused.
-    pub fn release(self) {
-        self.fp.give_back(self.slot);
-    }
-
-    /// Splits the lease into an HTTP function's instance and what must be
-    /// held while its guest runs (the instance permits).
-    fn into_http(self) -> Result<(HttpInstance, HttpHold), (String, InvokeError)> {
-        let Lease { slot, _busy, .. } = self;
-        let Slot {
-            instance,
-            provisioned,
-            _global,
-            _function,
-            ..
-        } = slot;
-        match instance {
-            GuestInstance::Http(instance) => Ok((
-                instance,
-                HttpHold {
-                    _global,
-                    _function,
-                    _provisioned: provisioned,
-                    _busy,
-                },
-            )),
-            other => Err((other.id().to_string(), InvokeError::event_function())),
-        }
-    }
-
-    /// Runs a recorded HTTP request (an async invocation through an HTTP
-    /// trigger) and collects the whole response as the result.
-    pub async fn invoke_http(self, ctx: InvocationContext, recorded: Bytes) -> PooledInvocation {
-        let started = Instant::now();
-        let start = self.start;
-        let (pool, fp) = (self.pool.clone(), self.fp.clone());
-        let (result, instance_id) = match RecordedRequest::decode(&recorded).and_then(|r| r.to_request()) {
-            Err(e) => (Err(e), self.instance_id().to_string()),
-            Ok(request) => match self.into_http() {
-                Err((id, e)) => (Err(e), id),
-                Ok((instance, hold)) => {
-                    let id = instance.id().to_string();
-                    let result = match instance.serve(&ctx, request, hold).await.0 {
-                        Ok(response) => collect_response(response).await,
-                        Err(e) => Err(e),
-                    };
-                    (result, id)
-                }
-            },
-        };
-        let duration = started.elapsed();
-        pool.observe(
-            &fp,
-            start,
-            result.as_ref().err().map(InvokeError::error_type),
-            duration,
-            None,
-        );
-        PooledInvocation {
-            invocation: Invocation {
-                result,
-                log: Bytes::new(),
-                duration,
-                peak_memory_bytes: 0,
-                instance_id,
-                fuel_consumed: None,
-            },
-            start,
-        }
-    }
-
-    /// Runs the invocation; the instance goes back to the pool afterwards
-    /// if it may serve again, and is dropped otherwise. A guest that proves
-    /// CPU-bound finishes on the guest threads ([`offload`]).
-    pub async fn invoke(self, ctx: InvocationContext, event: Bytes) -> PooledInvocation {
-        let stop = ctx.stop.clone();
-        offload::run(self.invoke_here(ctx, event), stop).await
-    }
-
-    async fn invoke_here(mut self, ctx: InvocationContext, event: Bytes) -> PooledInvocation {
-        let invocation = self.slot.instance.invoke(&ctx, event).await;
-        self.pool.observe(
-            &self.fp,
-            self.start,
-            invocation.result.as_ref().err().map(InvokeError::error_type),
-            invocation.duration,
-            invocation.fuel_consumed,
-        );
-        self.slot.uses += 1;
-        let survives = invocation
-            .result
-            .as_ref()
-            .err()
-            .is_none_or(InvokeError::instance_survives);
-        if survives
-            && !self.forced_cold
-            && self.fp.entry.spec.kind.reusable()
-            && self.slot.uses < self.pool.inner.config.max_reuse
-        {
-            self.fp.give_back(self.slot);
-        } else {
-            let unload = self
-                .forced_cold
-                .then(|| (self.pool.inner.engine.clone(), self.fp.entry.spec.wasm_sha256.clone()));
-            discard(self.slot, unload);
-        }
-        PooledInvocation {
-            invocation,
-            start: self.start,
-        }
     }
 }

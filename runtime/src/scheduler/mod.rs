@@ -677,10 +677,7 @@ impl Scheduler {
             Err(e) => {
                 // No instance could be made (initializer failure, ...): this
                 // attempt failed like any other.
-                let failed = PooledInvocation {
-                    invocation: crate::engine::Invocation::failed(e, String::new()),
-                    start: crate::pool::StartKind::Cold,
-                };
+                let failed = PooledInvocation::failed(e);
                 let running = Transition::new(
                     t.seq,
                     &[Dequeued, Retrying],

@@ -52,6 +52,17 @@ async fn sample(
     Ok(h)
 }
 
+/// A guest's settings for these measurements: 128 MB, nothing else.
+fn settings() -> Arc<InstanceSettings> {
+    Arc::new(InstanceSettings {
+        env: vec![],
+        memory_limit_mb: 128,
+        run_initializer: false,
+        allowed_outbound_hosts: Arc::default(),
+        fuel_budget: None,
+    })
+}
+
 fn context() -> InvocationContext {
     let target = Target {
         service: "bench".into(),
@@ -69,13 +80,7 @@ pub async fn run(args: InvokeArgs) -> anyhow::Result<()> {
         max_instances: 64,
         ..EngineConfig::default()
     })?;
-    let settings = Arc::new(InstanceSettings {
-        env: vec![],
-        memory_limit_mb: 128,
-        run_initializer: false,
-        allowed_outbound_hosts: Arc::default(),
-        fuel_budget: None,
-    });
+    let settings = settings();
     let event = Bytes::from_static(b"bench");
     let mut report = Report::new("invoke");
     if !engine.pagemap_scan() {
@@ -179,13 +184,7 @@ pub async fn run(args: InvokeArgs) -> anyhow::Result<()> {
 /// for `hello` and a 100,000-iteration `spin`.
 async fn fuel_rows(args: &InvokeArgs, report: &mut Report) -> anyhow::Result<()> {
     let iterations = (args.iterations / 10).max(100);
-    let settings = Arc::new(InstanceSettings {
-        env: vec![],
-        memory_limit_mb: 128,
-        run_initializer: false,
-        allowed_outbound_hosts: Arc::default(),
-        fuel_budget: None,
-    });
+    let settings = settings();
     for (guest, event) in [("hello", "bench"), ("spin", "100000")] {
         let wasm = std::fs::read(args.common.guest(guest))
             .with_context(|| format!("reading {guest} (bash scripts/build-guests.sh)"))?;

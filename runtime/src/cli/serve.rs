@@ -332,8 +332,8 @@ impl ServeCommand {
 }
 
 /// Keeps the pool and the scheduler in step with the registry: the one
-/// place that reacts to its announcements. A change of LATEST releases
-/// LATEST's instances only; a deleted function loses every instance and its
+/// place that reacts to its announcements. A change of LATEST releases the
+/// instances of LATEST's earlier code and settings only; a deleted function loses every instance and its
 /// unfinished tasks become `Invalid`.
 fn follow_registry(registry: &Registry, pool: Pool, scheduler: crate::scheduler::Scheduler) {
     use crate::registry::events::RegistryEvent;
@@ -342,7 +342,11 @@ fn follow_registry(registry: &Registry, pool: Pool, scheduler: crate::scheduler:
     tokio::spawn(async move {
         loop {
             match events.recv().await {
-                Ok(RegistryEvent::FunctionChanged { service, function }) => pool.release_latest(&service, &function),
+                Ok(RegistryEvent::FunctionChanged {
+                    service,
+                    function,
+                    revision,
+                }) => pool.release_stale_latest(&service, &function, revision),
                 Ok(RegistryEvent::FunctionDeleted { service, function }) => {
                     pool.release_function(&service, &function);
                     match scheduler.invalidate_function(&service, &function).await {

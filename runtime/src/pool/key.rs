@@ -6,60 +6,50 @@ use std::hash::{Hash, Hasher};
 
 use crate::registry::ResolvedFunction;
 
-/// Identifies one function version's instances. The function's id and
-/// modification time are part of it, so an update never serves old
-/// settings from a warm instance.
+/// Identifies one function version's instances. The registry entry's
+/// revision is part of it, so an update never serves old code or settings
+/// from a warm instance.
 #[derive(Debug, Clone)]
 pub struct PoolKey {
     pub service: String,
     pub function: String,
     pub version: Option<u64>,
-    pub(super) function_id: String,
-    pub(super) last_modified: String,
+    pub(super) revision: u64,
 }
 
 impl PoolKey {
     pub fn of(resolved: &ResolvedFunction) -> PoolKey {
-        let (service, function, version, function_id, last_modified) = resolved.fields();
+        let (service, function, version, revision) = resolved.fields();
         PoolKey {
             service: service.to_string(),
             function: function.to_string(),
             version,
-            function_id: function_id.to_string(),
-            last_modified: last_modified.to_string(),
+            revision,
         }
     }
 }
 
 /// The fields of a pool key, owned ([`PoolKey`]) or borrowed from a
 /// [`ResolvedFunction`]. The function map is looked up on every invocation;
-/// looking it up through borrowed fields spares building an owned key (four
+/// looking it up through borrowed fields spares building an owned key (two
 /// string copies) each time.
 pub(super) trait KeyFields {
-    fn fields(&self) -> (&str, &str, Option<u64>, &str, &str);
+    fn fields(&self) -> (&str, &str, Option<u64>, u64);
 }
 
 impl KeyFields for PoolKey {
-    fn fields(&self) -> (&str, &str, Option<u64>, &str, &str) {
-        (
-            &self.service,
-            &self.function,
-            self.version,
-            &self.function_id,
-            &self.last_modified,
-        )
+    fn fields(&self) -> (&str, &str, Option<u64>, u64) {
+        (&self.service, &self.function, self.version, self.revision)
     }
 }
 
 impl KeyFields for ResolvedFunction {
-    fn fields(&self) -> (&str, &str, Option<u64>, &str, &str) {
-        let spec = &self.function.spec;
+    fn fields(&self) -> (&str, &str, Option<u64>, u64) {
         (
             &self.service,
-            &spec.name,
+            &self.function.spec.name,
             self.version,
-            &spec.function_id,
-            &spec.last_modified,
+            self.function.revision,
         )
     }
 }

@@ -41,13 +41,17 @@ impl Pool {
             .retain(|k, _| !(k.service == service && k.function == function));
     }
 
-    /// Drops the instances of a function's LATEST only: its published
-    /// versions (and the provisioned instances behind their aliases) are
-    /// snapshots that a change of LATEST does not touch.
-    pub fn release_latest(&self, service: &str, function: &str) {
-        self.inner
-            .functions
-            .retain(|k, _| !(k.service == service && k.function == function && k.version.is_none()));
+    /// Drops the instances of a function's earlier LATESTs: every LATEST
+    /// key but the revision in force, so an announcement handled late never
+    /// drops instances of the current code. Published versions (and the
+    /// provisioned instances behind their aliases) are snapshots that a
+    /// change of LATEST does not touch.
+    pub fn release_stale_latest(&self, service: &str, function: &str, revision: u64) {
+        self.inner.functions.retain(|k, _| {
+            let stale_latest =
+                k.service == service && k.function == function && k.version.is_none() && k.revision != revision;
+            !stale_latest
+        });
     }
 
     pub(super) fn spawn_reaper(&self) {

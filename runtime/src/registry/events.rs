@@ -8,9 +8,14 @@ use tokio::sync::broadcast;
 /// One persisted change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RegistryEvent {
-    /// A function's LATEST settings or code changed (or it was created).
+    /// A function's LATEST settings or code changed (or it was created);
+    /// `revision` is the LATEST now in force (`FunctionEntry::revision`).
     /// Published versions are snapshots and do not change with it.
-    FunctionChanged { service: String, function: String },
+    FunctionChanged {
+        service: String,
+        function: String,
+        revision: u64,
+    },
     /// A function is gone, with every version of it.
     FunctionDeleted { service: String, function: String },
 }

@@ -5,152 +5,16 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::orch_rows::{
+    COLUMNS, Committed, ControlOutcome, NewOrchestration, OrchFilter, OrchRow, RunCommit, TimerRow, Undelivered,
+    row_from,
+};
 use super::tasks::insert as insert_task;
 use super::{NewTask, Result, Store, StoreError};
-use crate::journal::rewind::{self, StepRetry};
-use crate::journal::{Control, HistoryEvent, Recorded, Refusal, RuntimeStatus, awaits_outcome};
-
-/// A stored instance.
-#[derive(Debug, Clone)]
-pub struct OrchRow {
-    pub rid: i64,
-    pub instance_id: String,
-    pub name: String,
-    pub service: String,
-    pub function: String,
-    pub wasm_sha256: String,
-    pub memory_mb: u64,
-    pub timeout_s: u64,
-    pub version: String,
-    pub generation: u32,
-    pub status: RuntimeStatus,
-    pub input: Option<String>,
-    pub output: Option<String>,
-    pub custom_status: Option<String>,
-    pub created_ms: i64,
-    pub updated_ms: i64,
-    pub next_seq: i64,
-    pub pending: bool,
-}
-
-const COLUMNS: &str = "rid, instance_id, name, service, function, wasm_sha256, memory_mb, timeout_s, version, \
-     generation, status, input, output, custom_status, created_ms, updated_ms, next_seq, pending";
-
-fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrchRow> {
-    let status: String = r.get(10)?;
-    Ok(OrchRow {
-        rid: r.get(0)?,
-        instance_id: r.get(1)?,
-        name: r.get(2)?,
-        service: r.get(3)?,
-        function: r.get(4)?,
-        wasm_sha256: r.get(5)?,
-        memory_mb: r.get::<_, i64>(6)? as u64,
-        timeout_s: r.get::<_, i64>(7)? as u64,
-        version: r.get(8)?,
-        generation: r.get::<_, i64>(9)? as u32,
-        status: RuntimeStatus::parse(&status).unwrap_or(RuntimeStatus::Failed),
-        input: r.get(11)?,
-        output: r.get(12)?,
-        custom_status: r.get(13)?,
-        created_ms: r.get(14)?,
-        updated_ms: r.get(15)?,
-        next_seq: r.get(16)?,
-        pending: r.get::<_, i64>(17)? != 0,
-    })
-}
-
-/// An instance to start.
-#[derive(Debug, Clone)]
-pub struct NewOrchestration {
-    pub instance_id: String,
-    pub name: String,
-    pub service: String,
-    pub function: String,
-    pub wasm_sha256: String,
-    pub memory_mb: u64,
-    pub timeout_s: u64,
-    pub version: String,
-    pub input: Option<String>,
-    pub now_ms: i64,
-}
-
-/// What one orchestrator run leaves behind.
-#[derive(Debug, Clone)]
-pub struct RunCommit {
-    pub rid: i64,
-    pub generation: u32,
-    /// `next_seq` when the run loaded the history: anything appended since
-    /// means the orchestrator must run again.
-    pub loaded_seq: i64,
-    pub now_ms: i64,
-    pub events: Vec<HistoryEvent>,
-    /// Set when the run ended the execution (Completed, Failed).
-    pub finished: Option<(RuntimeStatus, Option<String>)>,
-    pub custom_status: Option<String>,
-    /// Activity tasks to insert with the events.
-    pub tasks: Vec<NewTask>,
-    /// Timers to arm: (step, fire time).
-    pub timers: Vec<(u32, i64)>,
-    /// Start over with this input and an empty history.
-    pub continue_as_new: Option<String>,
-}
-
-/// The result of a committed run.
-#[derive(Debug, Clone)]
-pub struct Committed {
-    /// Run the orchestrator again (more arrived, or it continued as new).
-    pub run_again: bool,
-    /// The activity tasks inserted, with their seq.
-    pub tasks: Vec<(i64, NewTask)>,
-    pub generation: u32,
-}
-
-/// What an operation found.
-#[derive(Debug, Clone)]
-pub enum ControlOutcome {
-    NotFound,
-    /// The instance has finished (410).
-    Gone(RuntimeStatus),
-    /// The operation is not legal in this status (500 per the spec).
-    WrongState(RuntimeStatus),
-    /// Applied; the row afterwards and the tasks a rewind inserted.
-    Done(Box<OrchRow>, Vec<(i64, NewTask)>),
-}
-
-/// List filters (`GET /instances`).
-#[derive(Debug, Clone, Default)]
-pub struct OrchFilter {
-    pub created_from_ms: Option<i64>,
-    pub created_to_ms: Option<i64>,
-    pub statuses: Vec<RuntimeStatus>,
-    pub id_prefix: Option<String>,
-    pub limit: usize,
-    /// Keyset cursor: (created_ms, instance_id) of the last row returned.
-    pub after: Option<(i64, String)>,
-}
-
-/// A due timer.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct TimerRow {
-    pub fire_ms: i64,
-    pub rid: i64,
-    pub generation: u32,
-    pub step: u32,
-}
-
-/// An activity that finished while no one could deliver its result (the
-/// process died in between): found at recovery.
-#[derive(Debug, Clone)]
-pub struct Undelivered {
-    pub rid: i64,
-    pub generation: u32,
-    pub task_id: String,
-    pub event: HistoryEvent,
-}
+use crate::journal::{HistoryEvent, Recorded, RuntimeStatus, awaits_outcome};
 
 /// Appends events at the row's `next_seq` and advances it.
-fn append(c: &Connection, rid: i64, next_seq: &mut i64, ts: i64, events: &[HistoryEvent]) -> Result<()> {
+pub(super) fn append(c: &Connection, rid: i64, next_seq: &mut i64, ts: i64, events: &[HistoryEvent]) -> Result<()> {
     let mut stmt = c.prepare_cached(
         "INSERT INTO orchestration_history(rid, seq, event_type, ts_ms, step, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
@@ -162,7 +26,7 @@ fn append(c: &Connection, rid: i64, next_seq: &mut i64, ts: i64, events: &[Histo
     Ok(())
 }
 
-fn get_row(c: &Connection, where_: &str, key: &dyn rusqlite::ToSql) -> Result<Option<OrchRow>> {
+pub(super) fn get_row(c: &Connection, where_: &str, key: &dyn rusqlite::ToSql) -> Result<Option<OrchRow>> {
     Ok(
         c.prepare_cached(&format!("SELECT {COLUMNS} FROM orchestrations WHERE {where_}"))?
             .query_row([key], row_from)
@@ -170,7 +34,7 @@ fn get_row(c: &Connection, where_: &str, key: &dyn rusqlite::ToSql) -> Result<Op
     )
 }
 
-fn load_history(c: &Connection, rid: i64) -> Result<Vec<Recorded>> {
+pub(super) fn load_history(c: &Connection, rid: i64) -> Result<Vec<Recorded>> {
     let mut stmt =
         c.prepare_cached("SELECT seq, ts_ms, body FROM orchestration_history WHERE rid = ?1 ORDER BY seq")?;
     let rows = stmt.query_map([rid], |r| {
@@ -196,7 +60,7 @@ fn clear_execution(c: &Connection, rid: i64) -> Result<()> {
     Ok(())
 }
 
-fn insert_tasks(c: &Connection, tasks: Vec<NewTask>) -> Result<Vec<(i64, NewTask)>> {
+pub(super) fn insert_tasks(c: &Connection, tasks: Vec<NewTask>) -> Result<Vec<(i64, NewTask)>> {
     let mut out = Vec::with_capacity(tasks.len());
     for t in tasks {
         match insert_task(c, &t) {
@@ -207,43 +71,6 @@ fn insert_tasks(c: &Connection, tasks: Vec<NewTask>) -> Result<Vec<(i64, NewTask
         }
     }
     Ok(out)
-}
-
-/// Applies [`rewind::plan`] to a failed instance: its failures rewritten
-/// inert, `ExecutionRewound`, then a new `TaskScheduled` and task for each
-/// failed step. Answers the inserted tasks.
-fn apply_rewind(
-    c: &Connection,
-    row: &OrchRow,
-    next: &mut i64,
-    now_ms: i64,
-    reason: String,
-    rewind_task: &dyn Fn(&OrchRow, &StepRetry) -> NewTask,
-) -> Result<Vec<(i64, NewTask)>> {
-    let plan = rewind::plan(&load_history(c, row.rid)?);
-    let mut update = c.prepare_cached(
-        "UPDATE orchestration_history SET event_type = 'GenericEvent', step = NULL, body = ?3
-         WHERE rid = ?1 AND seq = ?2",
-    )?;
-    for (seq, inert) in &plan.inert {
-        update.execute(params![row.rid, seq, serde_json::to_string(inert)?])?;
-    }
-    append(c, row.rid, next, now_ms, &[HistoryEvent::ExecutionRewound { reason }])?;
-    let mut new_tasks = Vec::new();
-    for retry in &plan.retries {
-        let task = rewind_task(row, retry);
-        let scheduled = HistoryEvent::TaskScheduled {
-            step: retry.step,
-            name: retry.name.clone(),
-            input: retry.input.clone(),
-            task_id: task.invocation_id.clone(),
-            attempt: retry.attempt,
-            retry: None,
-        };
-        append(c, row.rid, next, now_ms, &[scheduled])?;
-        new_tasks.push(task);
-    }
-    insert_tasks(c, new_tasks)
 }
 
 impl Store {
@@ -534,91 +361,6 @@ impl Store {
                 .execute(params![row.rid, next, now_ms])?;
             let row = get_row(c, "rid = ?1", &row.rid)?.unwrap_or(row);
             Ok(ControlOutcome::Done(Box::new(row), Vec::new()))
-        })
-        .await
-    }
-
-    /// Terminate, suspend, resume or rewind, when [`Control::check`]
-    /// allows it. `rewind_task` builds the task of a failed step's new
-    /// attempt.
-    pub async fn orch_control<F>(
-        &self,
-        instance_id: &str,
-        op: Control,
-        now_ms: i64,
-        rewind_task: F,
-    ) -> Result<ControlOutcome>
-    where
-        F: Fn(&OrchRow, &StepRetry) -> NewTask + Send + 'static,
-    {
-        let id = instance_id.to_string();
-        self.write(move |c| {
-            let Some(row) = get_row(c, "instance_id = ?1", &id)? else {
-                return Ok(ControlOutcome::NotFound);
-            };
-            match op.check(row.status) {
-                Err(Refusal::Gone(status)) => return Ok(ControlOutcome::Gone(status)),
-                Err(Refusal::WrongState(status)) => return Ok(ControlOutcome::WrongState(status)),
-                Ok(()) => {}
-            }
-            let mut next = row.next_seq;
-            let mut tasks = Vec::new();
-            match op {
-                Control::Terminate(reason) => {
-                    let output = serde_json::Value::String(reason.clone()).to_string();
-                    append(
-                        c,
-                        row.rid,
-                        &mut next,
-                        now_ms,
-                        &[HistoryEvent::ExecutionTerminated { reason }],
-                    )?;
-                    c.prepare_cached("DELETE FROM orchestration_timers WHERE rid = ?1")?
-                        .execute([row.rid])?;
-                    c.prepare_cached(
-                        "UPDATE orchestrations SET status = 'Terminated', output = ?2, next_seq = ?3, pending = 0,
-                         updated_ms = ?4 WHERE rid = ?1",
-                    )?
-                    .execute(params![row.rid, output, next, now_ms])?;
-                }
-                Control::Suspend(reason) => {
-                    append(
-                        c,
-                        row.rid,
-                        &mut next,
-                        now_ms,
-                        &[HistoryEvent::ExecutionSuspended { reason }],
-                    )?;
-                    c.prepare_cached(
-                        "UPDATE orchestrations SET status = 'Suspended', next_seq = ?2, updated_ms = ?3 WHERE rid = ?1",
-                    )?
-                    .execute(params![row.rid, next, now_ms])?;
-                }
-                Control::Resume(reason) => {
-                    append(
-                        c,
-                        row.rid,
-                        &mut next,
-                        now_ms,
-                        &[HistoryEvent::ExecutionResumed { reason }],
-                    )?;
-                    c.prepare_cached(
-                        "UPDATE orchestrations SET status = 'Running', next_seq = ?2, pending = 1, updated_ms = ?3
-                         WHERE rid = ?1",
-                    )?
-                    .execute(params![row.rid, next, now_ms])?;
-                }
-                Control::Rewind(reason) => {
-                    tasks = apply_rewind(c, &row, &mut next, now_ms, reason, &rewind_task)?;
-                    c.prepare_cached(
-                        "UPDATE orchestrations SET status = 'Running', output = NULL, next_seq = ?2, pending = 1,
-                         updated_ms = ?3 WHERE rid = ?1",
-                    )?
-                    .execute(params![row.rid, next, now_ms])?;
-                }
-            }
-            let row = get_row(c, "rid = ?1", &row.rid)?.unwrap_or(row);
-            Ok(ControlOutcome::Done(Box::new(row), tasks))
         })
         .await
     }

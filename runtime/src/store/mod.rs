@@ -14,12 +14,17 @@
 
 mod durable;
 mod log_budget;
+mod orch_control;
+mod orch_rows;
 mod registry;
+mod task_rows;
 mod tasks;
 
-pub use durable::{Committed, ControlOutcome, NewOrchestration, OrchFilter, OrchRow, RunCommit, TimerRow, Undelivered};
+pub use orch_rows::{
+    Committed, ControlOutcome, NewOrchestration, OrchFilter, OrchRow, RunCommit, TimerRow, Undelivered,
+};
 pub use registry::{RegistryChange, RegistryRows};
-pub use tasks::{Applied, FollowUp, NewTask, TaskFilter, TaskPage, TaskRow, TaskUpdate, Transition};
+pub use task_rows::{Applied, FollowUp, NewTask, TaskFilter, TaskPage, TaskRow, TaskUpdate, Transition};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -284,9 +284,23 @@ async fn slow_and_greedy_clients_are_cut_off() {
     assert_eq!(raw_json_body(&answer)["ErrorCode"], "RequestTimeout");
     assert!(closed, "the stalled connection stayed open");
     // Four connections at once from one address; the fifth is refused.
+    // Each is answered once (kept alive), so the server has surely counted
+    // all four before the fifth arrives: connections are accepted on
+    // several serving threads, in no set order.
     let mut held = Vec::new();
     for _ in 0..4 {
-        held.push(tokio::net::TcpStream::connect(("127.0.0.1", s.port)).await.unwrap());
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut c = tokio::net::TcpStream::connect(("127.0.0.1", s.port)).await.unwrap();
+        c.write_all(b"GET /2016-08-15/services HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut first = [0u8; 12];
+        tokio::time::timeout(Duration::from_secs(30), c.read_exact(&mut first))
+            .await
+            .expect("a held connection was not answered")
+            .unwrap();
+        assert_eq!(&first, b"HTTP/1.1 200", "a held connection was refused");
+        held.push(c);
     }
     let (answer, _) = raw_exchange(
         s.port,

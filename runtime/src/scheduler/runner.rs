@@ -1,0 +1,244 @@
+//! One task attempt: wait for an instance, record `Running`, invoke, and
+//! record the outcome (with a retry, a destination, or the end).
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::queue::QueuedTask;
+use super::{AsyncPolicy, INSTANCE_WAIT, Scheduler};
+use crate::engine::{InvocationContext, InvokeError, StopHandle};
+use crate::pool::PooledInvocation;
+use crate::store::{TaskUpdate, Transition};
+use crate::tasks::TaskState;
+
+impl Scheduler {
+    /// Runs one attempt of a dequeued (or retrying) task.
+    pub(super) async fn run(&self, t: QueuedTask, payload: Option<Bytes>) {
+        use TaskState::*;
+        let stop = StopHandle::new();
+        self.inner.running.insert(t.seq, stop.clone());
+        let store = &self.inner.store;
+        let payload = match payload {
+            Some(p) => p,
+            None => match store.task_payload(t.seq).await {
+                Ok(Some(p)) => p,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::error!(seq = t.seq, error = %e, "cannot load task payload; requeueing");
+                    return self.retry_later(t, Duration::from_secs(1));
+                }
+            },
+        };
+        let resolved = match self.inner.registry.resolve(&t.service, Some(&t.qualifier), &t.function) {
+            Ok(r) => r,
+            Err(e) => {
+                let tr = Transition::new(t.seq, &[Dequeued, Retrying], Invalid, format!("cannot run: {e}")).with(
+                    TaskUpdate {
+                        error: Some(e.to_string()),
+                        ..Default::default()
+                    },
+                );
+                if let Ok(Some(mut applied)) = store.transition(tr).await {
+                    self.count_finished(Invalid);
+                    applied.row.error = format!("cannot run: {e}");
+                    self.activity_finished(&applied.row);
+                }
+                return;
+            }
+        };
+        let timeout = Duration::from_secs(resolved.function.spec.timeout_s);
+        let ctx = |stop: StopHandle| {
+            let target = crate::engine::Target {
+                service: t.service.clone(),
+                function: t.function.clone(),
+                qualifier: t.qualifier.clone(),
+                version_id: resolved.version_label(),
+            };
+            InvocationContext::task_attempt(
+                t.request_id.clone(),
+                target,
+                timeout,
+                t.invocation_id.clone(),
+                t.attempts,
+                stop,
+            )
+        };
+        let acquire_ctx = ctx(stop.clone());
+        let lease = tokio::select! {
+            lease = self.inner.pool.acquire(&resolved, &acquire_ctx, INSTANCE_WAIT) => lease,
+            _ = stop.stopped() => return,
+        };
+        let lease = match lease {
+            Ok(l) => l,
+            Err(e) => {
+                // No instance could be made (initializer failure, ...): this
+                // attempt failed like any other.
+                let failed = PooledInvocation::failed(e);
+                let running = Transition::new(
+                    t.seq,
+                    &[Dequeued, Retrying],
+                    Running,
+                    "attempt started; no instance could be created",
+                );
+                if let Ok(Some(_)) = store.transition(running).await {
+                    self.complete(t, failed).await;
+                }
+                return;
+            }
+        };
+        let detail = format!(
+            "attempt {} on instance {} ({} start)",
+            t.attempts + 1,
+            lease.instance_id(),
+            lease.start().as_str()
+        );
+        let running = Transition::new(t.seq, &[Dequeued, Retrying], Running, detail).with(TaskUpdate {
+            instance_id: Some(lease.instance_id().to_string()),
+            ..Default::default()
+        });
+        match store.transition(running).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return lease.release(),
+            Err(e) => {
+                tracing::error!(seq = t.seq, error = %e, "cannot record Running; requeueing");
+                lease.release();
+                return self.retry_later(t, Duration::from_secs(1));
+            }
+        }
+        // The deadline starts when the guest does, not when the task queued.
+        let outcome = if t.http {
+            lease.invoke_http(ctx(stop), payload).await
+        } else {
+            lease.invoke(ctx(stop), payload).await
+        };
+        self.inner.running.remove(&t.seq);
+        self.complete(t, outcome).await;
+    }
+
+    pub(super) fn retry_later(&self, t: QueuedTask, after: Duration) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            this.enqueue(t);
+        });
+    }
+
+    pub(super) fn backoff(&self, retry: u32) -> Duration {
+        let base = self.inner.config.retry_base.as_secs_f64() * 2f64.powi(retry.saturating_sub(1).min(20) as i32);
+        let jittered = base * (0.5 + rand::random::<f64>() * 0.5);
+        Duration::from_secs_f64(jittered.min(self.inner.config.retry_max.as_secs_f64()))
+    }
+
+    /// Records an attempt's outcome (and the destination delivery).
+    pub(super) async fn complete(&self, t: QueuedTask, outcome: PooledInvocation) {
+        use TaskState::*;
+        let policy = if t.activity {
+            AsyncPolicy {
+                stateful: true,
+                max_retries: 0,
+                ..AsyncPolicy::default()
+            }
+        } else {
+            self.policy(&t.service, &t.function, &t.qualifier)
+        };
+        let inv = outcome.invocation;
+        let mut update = TaskUpdate {
+            duration_ms: Some(inv.duration.as_millis() as i64),
+            fuel_consumed: inv.fuel_consumed,
+            logs: Some(inv.log.clone()),
+            ..Default::default()
+        };
+        if !inv.instance_id.is_empty() {
+            update.instance_id = Some(inv.instance_id.clone());
+        }
+        let attempt = t.attempts + 1;
+        let mut retry_at = None;
+        let (outcome_result, outcome_error) = match &inv.result {
+            Ok(out) => (Some(out.clone()), String::new()),
+            Err(e) => (None, e.to_string()),
+        };
+        let (target, detail, follow_up) = match &inv.result {
+            Ok(out) => {
+                update.result = Some(out.clone());
+                let follow = self.destination(&t, &policy, Succeeded, &inv.result, attempt).await;
+                (Succeeded, format!("attempt {attempt} succeeded"), follow)
+            }
+            Err(InvokeError::Stopped) => (Stopped, "the guest was interrupted".to_string(), None),
+            Err(e) => {
+                update.error = Some(e.to_string());
+                if t.attempts < policy.max_retries {
+                    let delay = self.backoff(attempt);
+                    let at = crate::util::now_ms() + delay.as_millis() as i64;
+                    update.attempts = Some(attempt);
+                    update.next_run_ms = Some(at);
+                    retry_at = Some(delay);
+                    (
+                        Retrying,
+                        format!(
+                            "attempt {attempt} failed ({}): {e}; retry {attempt} of {} in {:.1}s",
+                            e.error_type(),
+                            policy.max_retries,
+                            delay.as_secs_f64()
+                        ),
+                        None,
+                    )
+                } else {
+                    let follow = self.destination(&t, &policy, Failed, &inv.result, attempt).await;
+                    (
+                        Failed,
+                        format!("attempt {attempt} failed ({}): {e}; no retries left", e.error_type()),
+                        follow,
+                    )
+                }
+            }
+        };
+        let mut tr = Transition::deciding(t.seq, detail, move |row| match row.status {
+            Running => Some(target),
+            // A Stop arrived while the attempt ran: whatever the guest did,
+            // the task ends Stopped.
+            Stopping => Some(Stopped),
+            _ => None,
+        })
+        .with(update);
+        let follow_task = follow_up.as_ref().and_then(|f| f.task.clone());
+        tr.follow_up = follow_up;
+        match self.inner.store.transition(tr).await {
+            Ok(Some(applied)) => {
+                if applied.state == Retrying
+                    && let Some(delay) = retry_at
+                {
+                    let mut next = t.clone();
+                    next.attempts = attempt;
+                    next.state = Retrying;
+                    self.retry_later(next, delay);
+                } else if applied.state.is_terminal() {
+                    self.count_finished(applied.state);
+                    let mut row = applied.row.clone();
+                    row.result = outcome_result;
+                    row.error = outcome_error;
+                    self.activity_finished(&row);
+                }
+                if let (Some(seq), Some(f)) = (applied.follow_up_seq, follow_task) {
+                    self.inner.stats.submitted.fetch_add(1, Ordering::Relaxed);
+                    self.enqueue(QueuedTask {
+                        seq,
+                        service: f.service,
+                        function: f.function,
+                        qualifier: f.qualifier,
+                        invocation_id: f.invocation_id,
+                        request_id: f.request_id,
+                        created_ms: f.created_ms,
+                        attempts: 0,
+                        state: Enqueued,
+                        http: false,
+                        activity: false,
+                    });
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(seq = t.seq, error = %e, "cannot record the task outcome"),
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! What task persistence takes and answers: new tasks, stored rows, the
+//! fields a transition sets, transitions and their follow-ups, list filters
+//! and pages.
+
+use bytes::Bytes;
+
+use crate::tasks::TaskState;
+
+/// A task to insert (its first state is `Enqueued`).
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    pub service: String,
+    pub function: String,
+    pub qualifier: String,
+    pub invocation_id: String,
+    /// Visible through the task API (task mode); plain async otherwise.
+    pub stateful: bool,
+    /// `event`, `http`, ... (what the payload is).
+    pub kind: String,
+    pub payload: Bytes,
+    pub request_id: String,
+    pub created_ms: i64,
+    /// Detail of the `Enqueued` history event.
+    pub detail: String,
+}
+
+/// A stored task.
+#[derive(Debug, Clone)]
+pub struct TaskRow {
+    pub seq: i64,
+    pub service: String,
+    pub function: String,
+    pub qualifier: String,
+    pub invocation_id: String,
+    pub stateful: bool,
+    pub kind: String,
+    pub status: TaskState,
+    pub payload: Option<Bytes>,
+    pub request_id: String,
+    pub created_ms: i64,
+    pub end_ms: i64,
+    pub attempts: u32,
+    pub next_run_ms: i64,
+    pub error: String,
+    pub result: Option<Bytes>,
+    pub destination_status: String,
+    pub instance_id: String,
+    pub duration_ms: i64,
+    /// Fuel the last attempt consumed (servers with `--fuel-metering`).
+    pub fuel_consumed: Option<u64>,
+}
+
+/// Fields a transition may set.
+#[derive(Debug, Clone, Default)]
+pub struct TaskUpdate {
+    pub attempts: Option<u32>,
+    pub next_run_ms: Option<i64>,
+    pub end_ms: Option<i64>,
+    pub error: Option<String>,
+    pub result: Option<Bytes>,
+    pub destination_status: Option<String>,
+    pub instance_id: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub fuel_consumed: Option<u64>,
+    pub logs: Option<Bytes>,
+}
+
+type Decide = Box<dyn FnOnce(&TaskRow) -> Option<TaskState> + Send>;
+
+/// A state change of one task, decided against its current row.
+pub struct Transition {
+    pub seq: i64,
+    /// Picks the new state from the current row; `None` leaves it alone.
+    pub decide: Decide,
+    pub detail: String,
+    pub update: TaskUpdate,
+    /// A destination delivery, recorded in the same transaction when the
+    /// transition lands in `follow_up.when`, so it exists exactly when the
+    /// transition does.
+    pub follow_up: Option<FollowUp>,
+    /// Return the payload with the outcome (the dispatcher needs it).
+    pub want_payload: bool,
+}
+
+impl Transition {
+    /// A transition from any of `from` to `to`.
+    pub fn new(seq: i64, from: &'static [TaskState], to: TaskState, detail: impl Into<String>) -> Transition {
+        Transition {
+            seq,
+            decide: Box::new(move |row| from.contains(&row.status).then_some(to)),
+            detail: detail.into(),
+            update: TaskUpdate::default(),
+            follow_up: None,
+            want_payload: false,
+        }
+    }
+
+    pub fn deciding(
+        seq: i64,
+        detail: impl Into<String>,
+        decide: impl FnOnce(&TaskRow) -> Option<TaskState> + Send + 'static,
+    ) -> Transition {
+        Transition {
+            seq,
+            decide: Box::new(decide),
+            detail: detail.into(),
+            update: TaskUpdate::default(),
+            follow_up: None,
+            want_payload: false,
+        }
+    }
+
+    pub fn with(mut self, update: TaskUpdate) -> Self {
+        self.update = update;
+        self
+    }
+}
+
+/// What to deliver when a transition lands in a given state.
+#[derive(Debug, Clone)]
+pub struct FollowUp {
+    pub when: TaskState,
+    /// The destination invocation to insert, if it could be built.
+    pub task: Option<NewTask>,
+    /// The task's `destinationStatus` afterwards.
+    pub status: String,
+}
+
+/// The result of an applied transition.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub state: TaskState,
+    pub row: TaskRow,
+    /// The follow-up task's seq, if one was inserted.
+    pub follow_up_seq: Option<i64>,
+}
+
+/// List filters (FC's ListStatefulAsyncInvocations).
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub service: String,
+    pub function: String,
+    pub qualifier: Option<String>,
+    pub id_prefix: Option<String>,
+    pub status: Option<TaskState>,
+    pub started_begin_ms: Option<i64>,
+    pub started_end_ms: Option<i64>,
+    pub descending: bool,
+    pub limit: usize,
+    /// Keyset cursor: (created_ms, seq) of the last row of the previous page.
+    pub after: Option<(i64, i64)>,
+    pub include_payload: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct TaskPage {
+    pub tasks: Vec<TaskRow>,
+    /// Cursor of the next page's start, when there is one.
+    pub next: Option<(i64, i64)>,
+}

@@ -41,8 +41,9 @@ use tokio::sync::{Notify, Semaphore};
 use crate::engine::{ActivityCall, Engine, GuestKind, Interrupt, Journal};
 use crate::journal::Control;
 use crate::registry::{CodeDir, Registry};
-use crate::scheduler::{ACTIVITY_KIND, Scheduler};
+use crate::scheduler::Scheduler;
 use crate::store::{ControlOutcome, NewOrchestration, NewTask, OrchFilter, OrchRow, Store, StoreError, TimerRow};
+use crate::tasks::TaskKind;
 use history::{HistoryEvent, Recorded, Replay};
 use model::RuntimeStatus;
 
@@ -87,7 +88,7 @@ fn activity_task(row: &OrchRow, generation: u32, step: u32, name: &str, input: &
         qualifier: "LATEST".into(),
         invocation_id: activity_task_id(row.rid, generation, step, attempt),
         stateful: true,
-        kind: ACTIVITY_KIND.into(),
+        kind: TaskKind::Activity,
         payload: Bytes::from(input.to_string()),
         request_id: crate::util::new_request_id(),
         created_ms: crate::util::now_ms(),

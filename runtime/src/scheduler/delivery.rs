@@ -8,15 +8,16 @@ use super::queue::QueuedTask;
 use super::{AsyncPolicy, Scheduler, destination, policy};
 use crate::engine::InvokeError;
 use crate::store::{FollowUp, NewTask};
-use crate::tasks::TaskState;
 use crate::tasks::new_invocation_id;
+use crate::tasks::{TaskKind, TaskState};
 
 impl Scheduler {
     /// Builds the destination delivery for an outcome, if one is configured.
-    pub(super) async fn destination(
+    pub(super) fn destination(
         &self,
         t: &QueuedTask,
         policy: &AsyncPolicy,
+        payload: &Bytes,
         state: TaskState,
         result: &Result<Bytes, InvokeError>,
         attempts: u32,
@@ -40,15 +41,7 @@ impl Scheduler {
                 status: format!("Failed: {e}"),
             });
         }
-        let payload = self
-            .inner
-            .store
-            .task_payload(t.seq)
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        let hops = destination::hops_after(&payload);
+        let hops = destination::hops_after(payload);
         if hops > destination::MAX_HOPS {
             return Some(FollowUp {
                 when: state,
@@ -77,7 +70,7 @@ impl Scheduler {
             ),
             succeeded: state == TaskState::Succeeded,
             attempts,
-            request_payload: &payload,
+            request_payload: payload,
             response_payload: response,
             error_type,
         };
@@ -97,7 +90,7 @@ impl Scheduler {
                 qualifier,
                 invocation_id: id.clone(),
                 stateful: dest_policy.stateful,
-                kind: "event".into(),
+                kind: TaskKind::Event,
                 payload: Bytes::from(record),
                 request_id: crate::util::new_request_id(),
                 created_ms: crate::util::now_ms(),

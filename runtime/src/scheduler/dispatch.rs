@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::queue::QueuedTask;
-use super::{DEQUEUE_BATCH, Scheduler};
+use super::{AsyncPolicy, DEQUEUE_BATCH, Scheduler};
 use crate::store::Transition;
 use crate::tasks::TaskState;
 
@@ -45,11 +45,12 @@ impl Scheduler {
     pub(super) async fn dequeue(&self, batch: Vec<(QueuedTask, OwnedSemaphorePermit)>) {
         let now = crate::util::now_ms();
         let mut transitions = Vec::new();
-        for (t, _) in &batch {
+        let policies: Vec<AsyncPolicy> = batch.iter().map(|(t, _)| self.task_policy(t)).collect();
+        for ((t, _), policy) in batch.iter().zip(&policies) {
             if t.state != TaskState::Enqueued {
                 continue;
             }
-            let max_age = self.policy(&t.service, &t.function, &t.qualifier).max_event_age_s;
+            let max_age = policy.max_event_age_s;
             let expired = max_age.is_some_and(|age| now - t.created_ms > age as i64 * 1000);
             let detail = match max_age {
                 Some(age) if expired => format!("older than maxAsyncEventAgeInSeconds ({age} s) when its turn came"),
@@ -78,7 +79,7 @@ impl Scheduler {
                 return;
             }
         };
-        for (t, permit) in batch {
+        for ((t, permit), policy) in batch.into_iter().zip(policies) {
             let payload = if t.state == TaskState::Enqueued {
                 match outcomes.next().flatten() {
                     Some(applied) if applied.state == TaskState::Dequeued => applied.row.payload,
@@ -98,7 +99,7 @@ impl Scheduler {
             };
             let this = self.clone();
             tokio::spawn(async move {
-                this.run(t.clone(), payload).await;
+                this.run(t.clone(), payload, policy).await;
                 this.finish(&t);
                 drop(permit);
             });

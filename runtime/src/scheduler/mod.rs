@@ -40,7 +40,7 @@ use crate::engine::StopHandle;
 use crate::pool::Pool;
 use crate::registry::{ConfigTable, Registry};
 use crate::store::{NewTask, Store, StoreError, TaskRow, Transition};
-use crate::tasks::{TaskState, new_invocation_id, valid_invocation_id};
+use crate::tasks::{TaskKind, TaskState, new_invocation_id, valid_invocation_id};
 pub use policy::AsyncPolicy;
 
 /// Scheduler settings (from `wasmfc serve` flags).
@@ -73,11 +73,6 @@ impl Default for SchedulerConfig {
     }
 }
 
-/// The task kind of an async invocation through an HTTP trigger.
-pub const HTTP_KIND: &str = "http";
-/// The task kind of an orchestration's activity call.
-pub const ACTIVITY_KIND: &str = "activity";
-
 /// A finished activity task, as the orchestration engine hears of it.
 #[derive(Debug, Clone)]
 pub struct ActivityOutcome {
@@ -101,7 +96,7 @@ pub struct Submission {
     /// The caller's id; a fresh one when `None`.
     pub invocation_id: Option<String>,
     pub stateful: bool,
-    pub kind: String,
+    pub kind: TaskKind,
     pub payload: Bytes,
     pub request_id: String,
     pub detail: String,
@@ -221,6 +216,20 @@ impl Scheduler {
             .unwrap_or_default()
     }
 
+    /// The policy a task runs under, read once when its attempt starts: an
+    /// activity is never retried or delivered here (its orchestration's
+    /// retry policy applies between attempts).
+    fn task_policy(&self, t: &QueuedTask) -> AsyncPolicy {
+        if t.kind == TaskKind::Activity {
+            return AsyncPolicy {
+                stateful: true,
+                max_retries: 0,
+                ..AsyncPolicy::default()
+            };
+        }
+        self.policy(&t.service, &t.function, &t.qualifier)
+    }
+
     /// Stores a task and queues it; returns its seq and invocation id once
     /// the task is durable.
     pub async fn submit(&self, s: Submission) -> Result<(i64, String), SchedulerError> {
@@ -230,8 +239,6 @@ impl Scheduler {
             None => new_invocation_id(),
         };
         let created_ms = crate::util::now_ms();
-        let http = s.kind == HTTP_KIND;
-        let activity = s.kind == ACTIVITY_KIND;
         let task = NewTask {
             service: s.service.clone(),
             function: s.function.clone(),
@@ -260,8 +267,7 @@ impl Scheduler {
             created_ms,
             attempts: 0,
             state: TaskState::Enqueued,
-            http,
-            activity,
+            kind: s.kind,
         });
         Ok((seq, id))
     }
@@ -285,14 +291,13 @@ impl Scheduler {
             created_ms: task.created_ms,
             attempts: 0,
             state: TaskState::Enqueued,
-            http: task.kind == HTTP_KIND,
-            activity: task.kind == ACTIVITY_KIND,
+            kind: task.kind,
         });
     }
 
     /// Tells the activity listener about a task that just finished.
     fn activity_finished(&self, row: &TaskRow) {
-        if row.kind != ACTIVITY_KIND || !row.status.is_terminal() {
+        if row.kind != TaskKind::Activity || !row.status.is_terminal() {
             return;
         }
         if let Some(listener) = self.inner.activity_listener.get() {
@@ -397,7 +402,7 @@ impl Scheduler {
             self.signal(*seq);
             self.count_finished(TaskState::Invalid);
             // An orchestration waiting on this activity hears that it failed.
-            if kind == ACTIVITY_KIND
+            if *kind == TaskKind::Activity
                 && let Some(listener) = self.inner.activity_listener.get()
             {
                 listener(ActivityOutcome {

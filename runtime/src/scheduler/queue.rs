@@ -3,9 +3,9 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use super::{ACTIVITY_KIND, FnKey, HTTP_KIND};
+use super::FnKey;
 use crate::store::TaskRow;
-use crate::tasks::TaskState;
+use crate::tasks::{TaskKind, TaskState};
 
 /// A task waiting in the in-memory queue (the store holds the rest).
 #[derive(Debug, Clone)]
@@ -21,13 +21,10 @@ pub(super) struct QueuedTask {
     /// `Enqueued`, or `Dequeued`/`Retrying` for tasks that skip the
     /// dequeue step (recovered, or back from a backoff).
     pub(super) state: TaskState,
-    /// The payload is a recorded HTTP request for an HTTP function
-    /// (kind [`HTTP_KIND`]), not an event.
-    pub(super) http: bool,
-    /// An orchestration's activity (kind [`ACTIVITY_KIND`]): never retried
-    /// here (the orchestration's retry policy decides), no destinations,
-    /// and its outcome goes to the activity listener.
-    pub(super) activity: bool,
+    /// What the payload is: an event, a recorded HTTP request, or an
+    /// orchestration's activity call (never retried here, no destinations,
+    /// its outcome goes to the activity listener).
+    pub(super) kind: TaskKind,
 }
 
 impl QueuedTask {
@@ -42,8 +39,7 @@ impl QueuedTask {
             created_ms: row.created_ms,
             attempts: row.attempts,
             state: row.status,
-            http: row.kind == HTTP_KIND,
-            activity: row.kind == ACTIVITY_KIND,
+            kind: row.kind,
         }
     }
 
@@ -121,8 +117,7 @@ mod tests {
             created_ms: 0,
             attempts: 0,
             state: TaskState::Enqueued,
-            http: false,
-            activity: false,
+            kind: TaskKind::Event,
         }
     }
 

@@ -11,11 +11,13 @@ use super::{AsyncPolicy, INSTANCE_WAIT, Scheduler};
 use crate::engine::{InvocationContext, InvokeError, StopHandle};
 use crate::pool::PooledInvocation;
 use crate::store::{TaskUpdate, Transition};
-use crate::tasks::TaskState;
+use crate::tasks::{TaskKind, TaskState};
 
 impl Scheduler {
-    /// Runs one attempt of a dequeued (or retrying) task.
-    pub(super) async fn run(&self, t: QueuedTask, payload: Option<Bytes>) {
+    /// Runs one attempt of a dequeued (or retrying) task under `policy`
+    /// (read when the attempt was dispatched, and used for its outcome).
+    /// `payload` is the one the dequeue read, if it did.
+    pub(super) async fn run(&self, t: QueuedTask, payload: Option<Bytes>, policy: AsyncPolicy) {
         use TaskState::*;
         let stop = StopHandle::new();
         self.inner.running.insert(t.seq, stop.clone());
@@ -83,7 +85,7 @@ impl Scheduler {
                     "attempt started; no instance could be created",
                 );
                 if let Ok(Some(_)) = store.transition(running).await {
-                    self.complete(t, failed).await;
+                    self.complete(t, &policy, &payload, failed).await;
                 }
                 return;
             }
@@ -108,13 +110,13 @@ impl Scheduler {
             }
         }
         // The deadline starts when the guest does, not when the task queued.
-        let outcome = if t.http {
-            lease.invoke_http(ctx(stop), payload).await
+        let outcome = if t.kind == TaskKind::Http {
+            lease.invoke_http(ctx(stop), payload.clone()).await
         } else {
-            lease.invoke(ctx(stop), payload).await
+            lease.invoke(ctx(stop), payload.clone()).await
         };
         self.inner.running.remove(&t.seq);
-        self.complete(t, outcome).await;
+        self.complete(t, &policy, &payload, outcome).await;
     }
 
     pub(super) fn retry_later(&self, t: QueuedTask, after: Duration) {
@@ -131,18 +133,16 @@ impl Scheduler {
         Duration::from_secs_f64(jittered.min(self.inner.config.retry_max.as_secs_f64()))
     }
 
-    /// Records an attempt's outcome (and the destination delivery).
-    pub(super) async fn complete(&self, t: QueuedTask, outcome: PooledInvocation) {
+    /// Records an attempt's outcome (and the destination delivery, whose
+    /// record carries `payload`).
+    pub(super) async fn complete(
+        &self,
+        t: QueuedTask,
+        policy: &AsyncPolicy,
+        payload: &Bytes,
+        outcome: PooledInvocation,
+    ) {
         use TaskState::*;
-        let policy = if t.activity {
-            AsyncPolicy {
-                stateful: true,
-                max_retries: 0,
-                ..AsyncPolicy::default()
-            }
-        } else {
-            self.policy(&t.service, &t.function, &t.qualifier)
-        };
         let inv = outcome.invocation;
         let mut update = TaskUpdate {
             duration_ms: Some(inv.duration.as_millis() as i64),
@@ -162,7 +162,7 @@ impl Scheduler {
         let (target, detail, follow_up) = match &inv.result {
             Ok(out) => {
                 update.result = Some(out.clone());
-                let follow = self.destination(&t, &policy, Succeeded, &inv.result, attempt).await;
+                let follow = self.destination(&t, policy, payload, Succeeded, &inv.result, attempt);
                 (Succeeded, format!("attempt {attempt} succeeded"), follow)
             }
             Err(InvokeError::Stopped) => (Stopped, "the guest was interrupted".to_string(), None),
@@ -185,7 +185,7 @@ impl Scheduler {
                         None,
                     )
                 } else {
-                    let follow = self.destination(&t, &policy, Failed, &inv.result, attempt).await;
+                    let follow = self.destination(&t, policy, payload, Failed, &inv.result, attempt);
                     (
                         Failed,
                         format!("attempt {attempt} failed ({}): {e}; no retries left", e.error_type()),
@@ -232,8 +232,7 @@ impl Scheduler {
                         created_ms: f.created_ms,
                         attempts: 0,
                         state: Enqueued,
-                        http: false,
-                        activity: false,
+                        kind: TaskKind::Event,
                     });
                 }
             }

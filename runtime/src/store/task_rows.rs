@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 
-use crate::tasks::TaskState;
+use crate::tasks::{TaskKind, TaskState};
 
 /// A task to insert (its first state is `Enqueued`).
 #[derive(Debug, Clone)]
@@ -15,8 +15,7 @@ pub struct NewTask {
     pub invocation_id: String,
     /// Visible through the task API (task mode); plain async otherwise.
     pub stateful: bool,
-    /// `event`, `http`, ... (what the payload is).
-    pub kind: String,
+    pub kind: TaskKind,
     pub payload: Bytes,
     pub request_id: String,
     pub created_ms: i64,
@@ -33,7 +32,7 @@ pub struct TaskRow {
     pub qualifier: String,
     pub invocation_id: String,
     pub stateful: bool,
-    pub kind: String,
+    pub kind: TaskKind,
     pub status: TaskState,
     pub payload: Option<Bytes>,
     pub request_id: String,

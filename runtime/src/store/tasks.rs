@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::log_budget::LogBudget;
 use super::task_rows::{Applied, NewTask, TaskFilter, TaskPage, TaskRow, Transition};
 use super::{Result, Store, StoreError};
-use crate::tasks::{HistoryEvent, TaskState};
+use crate::tasks::{HistoryEvent, TaskKind, TaskState};
 
 const COLUMNS: &str = "seq, service, function, qualifier, invocation_id, stateful, kind, status, request_id, \
      created_ms, end_ms, attempts, next_run_ms, error, result, destination_status, instance_id, duration_ms, \
@@ -20,6 +20,7 @@ const COLUMNS: &str = "seq, service, function, qualifier, invocation_id, statefu
 
 fn row_from(r: &rusqlite::Row<'_>, with_payload: bool) -> rusqlite::Result<TaskRow> {
     let status: String = r.get(7)?;
+    let kind: String = r.get(6)?;
     Ok(TaskRow {
         seq: r.get(0)?,
         service: r.get(1)?,
@@ -27,7 +28,8 @@ fn row_from(r: &rusqlite::Row<'_>, with_payload: bool) -> rusqlite::Result<TaskR
         qualifier: r.get(3)?,
         invocation_id: r.get(4)?,
         stateful: r.get::<_, i64>(5)? != 0,
-        kind: r.get(6)?,
+        // Only this build writes the column; an unknown name runs as an event.
+        kind: TaskKind::parse(&kind).unwrap_or(TaskKind::Event),
         status: TaskState::parse(&status).unwrap_or(TaskState::Invalid),
         request_id: r.get(8)?,
         created_ms: r.get(9)?,
@@ -80,7 +82,7 @@ pub(super) fn insert(c: &Connection, t: &NewTask) -> Result<i64> {
             t.qualifier,
             t.invocation_id,
             t.stateful as i64,
-            t.kind,
+            t.kind.as_str(),
             t.payload.as_ref(),
             t.request_id,
             t.created_ms
@@ -221,14 +223,17 @@ impl Store {
         service: &str,
         function: &str,
         detail: &str,
-    ) -> Result<Vec<(i64, String, String)>> {
+    ) -> Result<Vec<(i64, TaskKind, String)>> {
         let (service, function, detail) = (service.to_string(), function.to_string(), detail.to_string());
         self.write(move |c| {
             let mut stmt = c.prepare(
                 "SELECT seq, kind, invocation_id FROM tasks WHERE end_ms = 0 AND service = ?1 AND function = ?2",
             )?;
-            let rows: Vec<(i64, String, String)> = stmt
-                .query_map(params![service, function], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            let rows: Vec<(i64, TaskKind, String)> = stmt
+                .query_map(params![service, function], |r| {
+                    let kind: String = r.get(1)?;
+                    Ok((r.get(0)?, TaskKind::parse(&kind).unwrap_or(TaskKind::Event), r.get(2)?))
+                })?
                 .collect::<rusqlite::Result<_>>()?;
             let now = crate::util::now_ms();
             for (seq, _, _) in &rows {

@@ -13,6 +13,44 @@
 
 use std::fmt;
 
+/// What a task's payload is, and so how it runs. Stored by name in the
+/// task's `kind` column and shown as `wasmfc.kind` on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaskKind {
+    /// An event for an event function (async InvokeFunction).
+    Event,
+    /// A request recorded from an HTTP trigger, replayed into an HTTP
+    /// component.
+    Http,
+    /// An orchestration's activity call; its outcome goes back to the
+    /// orchestration, which applies its own retry policy.
+    Activity,
+}
+
+impl TaskKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::Event => "event",
+            TaskKind::Http => "http",
+            TaskKind::Activity => "activity",
+        }
+    }
+
+    /// The kind a stored name means; `None` for a name this build does not
+    /// know.
+    pub fn parse(s: &str) -> Option<TaskKind> {
+        [TaskKind::Event, TaskKind::Http, TaskKind::Activity]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for TaskKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A task's state. The names are FC's, on the wire and in the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TaskState {

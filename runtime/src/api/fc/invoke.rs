@@ -19,6 +19,7 @@ use crate::engine::{InvocationContext, InvokeError};
 use crate::pool::PooledInvocation;
 use crate::registry::ResolvedFunction;
 use crate::scheduler::Submission;
+use crate::tasks::TaskKind;
 
 /// Headers of a successful sync response: content type, five `X-Fc-*`
 /// facts (duration, version, memory, code checksum, instance id), the start
@@ -80,7 +81,7 @@ pub async fn invoke_function(
         InvocationType::Async => {
             check_async_size(app, body.len())?;
             // Boxed so that its (larger) future does not size the sync path's.
-            Box::pin(invoke_async(app, &resolved, headers, body, "event")).await
+            Box::pin(invoke_async(app, &resolved, headers, body, TaskKind::Event)).await
         }
     }
 }
@@ -99,14 +100,14 @@ pub(super) fn check_async_size(app: &SharedState, len: usize) -> ApiResult<()> {
 /// Async: stored as a task before the 202. In task mode (the function's
 /// `statefulInvocation`, or the per-call `X-Fc-Stateful-Async-Invocation-Enable`)
 /// the task is visible through the task API under its id.
-/// `kind` is the task kind: `event`, or `http` for a recorded request to an
-/// HTTP function.
+/// `kind` is the task kind: an event, or a recorded request to an HTTP
+/// function.
 pub(super) async fn invoke_async(
     app: &SharedState,
     resolved: &ResolvedFunction,
     headers: &HeaderMap,
     body: Bytes,
-    kind: &str,
+    kind: TaskKind,
 ) -> ApiResult<Response> {
     let spec = &resolved.function.spec;
     let policy = app.scheduler.policy(&resolved.service, &spec.name, &resolved.qualifier);
@@ -131,7 +132,7 @@ pub(super) async fn invoke_async(
             qualifier: resolved.qualifier.clone(),
             invocation_id: id,
             stateful,
-            kind: kind.into(),
+            kind,
             payload: body,
             request_id: current_request_id(),
             detail: "accepted".into(),

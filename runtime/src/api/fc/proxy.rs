@@ -21,7 +21,7 @@ use crate::api::auth::{self, AuthError};
 use crate::api::{ApiError, ApiResult, AppState, SharedState, headers};
 use crate::engine::{GuestKind, HttpBodyError, InvokeError, RecordedRequest};
 use crate::registry::ResolvedFunction;
-use crate::scheduler::HTTP_KIND;
+use crate::tasks::TaskKind;
 
 /// FC's limit for an HTTP trigger's request body.
 const MAX_REQUEST_BODY: usize = 32 << 20;
@@ -112,7 +112,7 @@ async fn invoke_async(app: &SharedState, resolved: &ResolvedFunction, req: Reque
             .collect(),
         body,
     };
-    super::invoke::invoke_async(app, resolved, &parts.headers, recorded.encode(), HTTP_KIND).await
+    super::invoke::invoke_async(app, resolved, &parts.headers, recorded.encode(), TaskKind::Http).await
 }
 
 /// The path after `/{function}` (still percent-encoded, as on the wire),

@@ -56,7 +56,7 @@ pub fn invocation_json(row: &TaskRow, include_payload: bool, events: Option<&[Hi
             .collect();
         o.insert("events".into(), Value::Array(list));
     }
-    o.insert("wasmfc".into(), json!({ "kind": row.kind }));
+    o.insert("wasmfc".into(), json!({ "kind": row.kind.as_str() }));
     Value::Object(o)
 }
 
@@ -165,7 +165,7 @@ pub async fn stop(State(app): State<SharedState>, scope: Scope) -> ApiResult<Res
 /// new task with the same payload and a new id.
 pub async fn rerun(State(app): State<SharedState>, scope: Scope) -> ApiResult<Response> {
     let row = load(&app, &scope, true).await?;
-    if row.kind == crate::scheduler::HTTP_KIND {
+    if row.kind == crate::tasks::TaskKind::Http {
         return Err(ApiError::invalid(
             "tasks of HTTP functions cannot be re-run: the request they carried is not replayable (as in FC)",
         ));
@@ -179,7 +179,7 @@ pub async fn rerun(State(app): State<SharedState>, scope: Scope) -> ApiResult<Re
             qualifier: row.qualifier.clone(),
             invocation_id: new_id,
             stateful: true,
-            kind: row.kind.clone(),
+            kind: row.kind,
             payload: row.payload.clone().unwrap_or_default(),
             request_id: current_request_id(),
             detail: format!("re-run of {}", row.invocation_id),

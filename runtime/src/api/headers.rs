@@ -17,6 +17,9 @@ pub const LOG_TYPE: HeaderName = HeaderName::from_static("x-fc-log-type");
 pub const STATEFUL_ASYNC_ENABLE: HeaderName = HeaderName::from_static("x-fc-stateful-async-invocation-enable");
 /// Request and response: the task id of a stateful async invocation.
 pub const STATEFUL_ASYNC_ID: HeaderName = HeaderName::from_static("x-fc-stateful-async-invocation-id");
+/// `X-Fc-Async-Delay`: seconds (0–3600) an async invocation waits before it
+/// may run.
+pub const ASYNC_DELAY: HeaderName = HeaderName::from_static("x-fc-async-delay");
 /// `X-Wasmfc-Start: cold` (our extension) forces a cold start.
 pub const WASMFC_START: HeaderName = HeaderName::from_static("x-wasmfc-start");
 

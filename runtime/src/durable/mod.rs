@@ -92,6 +92,7 @@ fn activity_task(row: &OrchRow, generation: u32, step: u32, name: &str, input: &
         payload: Bytes::from(input.to_string()),
         request_id: crate::util::new_request_id(),
         created_ms: crate::util::now_ms(),
+        due_ms: 0,
         detail: format!(
             "activity of orchestration '{}' (step {step}, attempt {})",
             row.instance_id,

@@ -94,6 +94,7 @@ impl Scheduler {
                 payload: Bytes::from(record),
                 request_id: crate::util::new_request_id(),
                 created_ms: crate::util::now_ms(),
+                due_ms: 0,
                 detail: format!(
                     "destination of {}/{} invocation {}",
                     t.service, t.function, t.invocation_id

@@ -100,6 +100,8 @@ pub struct Submission {
     pub payload: Bytes,
     pub request_id: String,
     pub detail: String,
+    /// How long the task waits before it may run (FC's `X-Fc-Async-Delay`).
+    pub delay: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -249,6 +251,11 @@ impl Scheduler {
             payload: s.payload,
             request_id: s.request_id.clone(),
             created_ms,
+            due_ms: if s.delay.is_zero() {
+                0
+            } else {
+                created_ms + s.delay.as_millis() as i64
+            },
             detail: s.detail,
         };
         let seq = match self.inner.store.insert_task(task).await {
@@ -257,7 +264,7 @@ impl Scheduler {
             Err(e) => return Err(e.into()),
         };
         self.inner.stats.submitted.fetch_add(1, Ordering::Relaxed);
-        self.enqueue(QueuedTask {
+        let queued = QueuedTask {
             seq,
             service: s.service,
             function: s.function,
@@ -268,7 +275,12 @@ impl Scheduler {
             attempts: 0,
             state: TaskState::Enqueued,
             kind: s.kind,
-        });
+        };
+        if s.delay.is_zero() {
+            self.enqueue(queued);
+        } else {
+            self.enqueue_after(queued, s.delay);
+        }
         Ok((seq, id))
     }
 

@@ -18,10 +18,15 @@ impl Scheduler {
         for row in rows {
             let t = QueuedTask::from_row(&row);
             match row.status {
+                // A delayed task (`X-Fc-Async-Delay`) keeps its due time.
+                Enqueued if row.next_run_ms > crate::util::now_ms() => {
+                    let wait = (row.next_run_ms - crate::util::now_ms()) as u64;
+                    self.enqueue_after(t, Duration::from_millis(wait));
+                }
                 Enqueued | Dequeued => self.enqueue(t),
                 Retrying => {
                     let wait = (row.next_run_ms - crate::util::now_ms()).max(0) as u64;
-                    self.retry_later(t, Duration::from_millis(wait));
+                    self.enqueue_after(t, Duration::from_millis(wait));
                 }
                 Running => {
                     let policy = self.policy(&row.service, &row.function, &row.qualifier);

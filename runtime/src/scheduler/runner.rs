@@ -29,7 +29,7 @@ impl Scheduler {
                 Ok(None) => return,
                 Err(e) => {
                     tracing::error!(seq = t.seq, error = %e, "cannot load task payload; requeueing");
-                    return self.retry_later(t, Duration::from_secs(1));
+                    return self.enqueue_after(t, Duration::from_secs(1));
                 }
             },
         };
@@ -106,7 +106,7 @@ impl Scheduler {
             Err(e) => {
                 tracing::error!(seq = t.seq, error = %e, "cannot record Running; requeueing");
                 lease.release();
-                return self.retry_later(t, Duration::from_secs(1));
+                return self.enqueue_after(t, Duration::from_secs(1));
             }
         }
         // The deadline starts when the guest does, not when the task queued.
@@ -119,7 +119,9 @@ impl Scheduler {
         self.complete(t, &policy, &payload, outcome).await;
     }
 
-    pub(super) fn retry_later(&self, t: QueuedTask, after: Duration) {
+    /// Queues `t` once `after` has passed (a backoff, a delayed task). The
+    /// task's state is in the store meanwhile, so a Stop still finds it.
+    pub(super) fn enqueue_after(&self, t: QueuedTask, after: Duration) {
         let this = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(after).await;
@@ -212,7 +214,7 @@ impl Scheduler {
                     let mut next = t.clone();
                     next.attempts = attempt;
                     next.state = Retrying;
-                    self.retry_later(next, delay);
+                    self.enqueue_after(next, delay);
                 } else if applied.state.is_terminal() {
                     self.count_finished(applied.state);
                     let mut row = applied.row.clone();

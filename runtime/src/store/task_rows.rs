@@ -19,6 +19,9 @@ pub struct NewTask {
     pub payload: Bytes,
     pub request_id: String,
     pub created_ms: i64,
+    /// When it may run (ms since the epoch; 0: at once). Stored as the
+    /// task's `next_run_ms`, so a delay survives a restart.
+    pub due_ms: i64,
     /// Detail of the `Enqueued` history event.
     pub detail: String,
 }

@@ -73,8 +73,9 @@ fn append_event(c: &Connection, seq: i64, event_id: i64, event_type: &str, ts: i
 
 pub(super) fn insert(c: &Connection, t: &NewTask) -> Result<i64> {
     let inserted = c.prepare_cached(
-        "INSERT INTO tasks(service, function, qualifier, invocation_id, stateful, kind, status, payload, request_id, created_ms, events)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'Enqueued', ?7, ?8, ?9, 1)",
+        "INSERT INTO tasks(service, function, qualifier, invocation_id, stateful, kind, status, payload, request_id, created_ms, \
+         next_run_ms, events)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'Enqueued', ?7, ?8, ?9, ?10, 1)",
     )?
     .execute(params![
             t.service,
@@ -85,7 +86,8 @@ pub(super) fn insert(c: &Connection, t: &NewTask) -> Result<i64> {
             t.kind.as_str(),
             t.payload.as_ref(),
             t.request_id,
-            t.created_ms
+            t.created_ms,
+            t.due_ms
         ]);
     match inserted {
         Ok(_) => {}

@@ -2,6 +2,7 @@
 //! on an ephemeral port and a private data dir.
 
 mod crash;
+mod delay;
 mod foundation;
 mod fuzz;
 mod hardening;

@@ -5,6 +5,8 @@
 //! `X-Fc-Error-Type` and a `{"errorMessage","errorType"}` body; running out
 //! of instances is a 429 FC error.
 
+use std::time::Duration;
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
@@ -122,6 +124,7 @@ pub(super) async fn invoke_async(
             )));
         }
     };
+    let delay = async_delay(headers)?;
     // A header that is present but empty is an (invalid) empty id.
     let id = headers::text(headers, &headers::STATEFUL_ASYNC_ID)?.map(str::to_string);
     let (_, id) = app
@@ -135,7 +138,11 @@ pub(super) async fn invoke_async(
             kind,
             payload: body,
             request_id: current_request_id(),
-            detail: "accepted".into(),
+            detail: match delay.as_secs() {
+                0 => "accepted".into(),
+                s => format!("accepted; runs after a delay of {s} s (X-Fc-Async-Delay)"),
+            },
+            delay,
         })
         .await
         .map_err(super::tasks::submit_error)?;
@@ -144,6 +151,23 @@ pub(super) async fn invoke_async(
         resp.headers_mut().insert(headers::STATEFUL_ASYNC_ID, v);
     }
     Ok(resp)
+}
+
+/// The most an async invocation may be delayed, in seconds (FC's limit).
+const MAX_ASYNC_DELAY_S: u64 = 3600;
+
+/// `X-Fc-Async-Delay`: whole seconds, 0 to [`MAX_ASYNC_DELAY_S`].
+fn async_delay(headers: &HeaderMap) -> ApiResult<Duration> {
+    let Some(v) = headers::text(headers, &headers::ASYNC_DELAY)? else {
+        return Ok(Duration::ZERO);
+    };
+    match v.trim().parse::<u64>() {
+        Ok(s) if s <= MAX_ASYNC_DELAY_S => Ok(Duration::from_secs(s)),
+        _ => Err(ApiError::invalid(format!(
+            "header {} must be a whole number of seconds from 0 to {MAX_ASYNC_DELAY_S}, got '{v}'",
+            headers::ASYNC_DELAY
+        ))),
+    }
 }
 
 async fn invoke_sync(

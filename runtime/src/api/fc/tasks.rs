@@ -56,7 +56,12 @@ pub fn invocation_json(row: &TaskRow, include_payload: bool, events: Option<&[Hi
             .collect();
         o.insert("events".into(), Value::Array(list));
     }
-    o.insert("wasmfc".into(), json!({ "kind": row.kind.as_str() }));
+    let mut ext = json!({ "kind": row.kind.as_str() });
+    if row.next_run_ms > 0 && matches!(row.status, TaskState::Enqueued | TaskState::Retrying) {
+        // When it may run next: a delayed task's due time, a retry's.
+        ext["nextRunTime"] = json!(row.next_run_ms);
+    }
+    o.insert("wasmfc".into(), ext);
     Value::Object(o)
 }
 
@@ -183,6 +188,7 @@ pub async fn rerun(State(app): State<SharedState>, scope: Scope) -> ApiResult<Re
             payload: row.payload.clone().unwrap_or_default(),
             request_id: current_request_id(),
             detail: format!("re-run of {}", row.invocation_id),
+            delay: std::time::Duration::ZERO,
         })
         .await
         .map_err(submit_error)?;

@@ -7,6 +7,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::live::Tracked;
 use super::slots::{BusyMark, FunctionPool, ProvisionedMark, Slot};
 use super::{Pool, PooledInvocation, StartKind};
 use crate::engine::{
@@ -21,6 +22,8 @@ pub(super) struct HttpHold {
     pub(super) _function: OwnedSemaphorePermit,
     pub(super) _provisioned: Option<ProvisionedMark>,
     pub(super) _busy: Option<BusyMark>,
+    /// Listed among the live instances while its guest runs.
+    pub(super) _tracked: Tracked,
 }
 
 /// Drops an instance that will not serve again once the caller's response
@@ -92,6 +95,7 @@ impl Lease {
         let Slot {
             instance,
             provisioned,
+            tracked,
             _global,
             _function,
             ..
@@ -104,6 +108,7 @@ impl Lease {
                     _function,
                     _provisioned: provisioned,
                     _busy,
+                    _tracked: tracked,
                 },
             )),
             other => Err((other.id().to_string(), InvokeError::event_function())),
@@ -169,6 +174,7 @@ impl Lease {
             invocation.fuel_consumed,
         );
         self.slot.uses += 1;
+        self.slot.tracked.record.served(invocation.peak_memory_bytes as usize);
         let survives = invocation
             .result
             .as_ref()

@@ -33,6 +33,8 @@ use crate::registry::{CodeDir, FunctionEntry, ResolvedFunction};
 
 mod key;
 mod lease;
+mod listing;
+mod live;
 mod provisioned;
 mod reclaim;
 mod slots;
@@ -41,6 +43,7 @@ use key::KeyFields;
 pub use key::PoolKey;
 pub use lease::Lease;
 use lease::wrong_kind;
+pub use live::InstanceInfo;
 use slots::{BusyMark, FunctionPool, Slot};
 
 /// Pool settings (from `wasmfc serve` flags).
@@ -185,6 +188,7 @@ impl Pool {
                     idle: Mutex::new(Vec::new()),
                     returned: Notify::new(),
                     provisioned: Arc::default(),
+                    live: Arc::default(),
                     permits: Arc::new(Semaphore::new(self.inner.config.max_instances_per_function)),
                 })
             })
@@ -376,6 +380,7 @@ impl Pool {
                 }
             };
             if let Some(idle) = idle {
+                idle.slot.tracked.record.begin(ctx);
                 let (start, busy) = if idle.slot.is_provisioned() {
                     fp.provisioned.busy.fetch_add(1, Ordering::Relaxed);
                     (StartKind::Provisioned, Some(BusyMark(fp.provisioned.clone())))
@@ -402,16 +407,12 @@ impl Pool {
         // make every warm invocation's future that large too (and futures
         // are moved by copying).
         let instance = Box::pin(self.create(&fp, ctx)).await?;
+        let slot = Slot::new(&fp, instance, None, global, function);
+        slot.tracked.record.begin(ctx);
         Ok(Lease {
             pool: self.clone(),
             fp,
-            slot: Slot {
-                instance,
-                uses: 0,
-                provisioned: None,
-                _global: global,
-                _function: function,
-            },
+            slot,
             start: StartKind::Cold,
             _busy: None,
             forced_cold: false,

@@ -44,13 +44,8 @@ impl Pool {
                 Err(e) => return (fp.provisioned.live.load(Ordering::Relaxed), Some(e.to_string())),
             };
             fp.provisioned.live.fetch_add(1, Ordering::Relaxed);
-            fp.give_back(Slot {
-                instance,
-                uses: 0,
-                provisioned: Some(ProvisionedMark(fp.provisioned.clone())),
-                _global: global,
-                _function: function,
-            });
+            let mark = ProvisionedMark(fp.provisioned.clone());
+            fp.give_back(Slot::new(&fp, instance, Some(mark), global, function));
         }
         (fp.provisioned.live.load(Ordering::Relaxed), None)
     }

@@ -9,6 +9,7 @@ use std::time::Instant;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
+use super::live::{LiveMap, Tracked};
 use crate::engine::{GuestInstance, InstanceSettings};
 use crate::registry::FunctionEntry;
 
@@ -46,11 +47,32 @@ pub(super) struct Slot {
     pub(super) instance: GuestInstance,
     pub(super) uses: u64,
     pub(super) provisioned: Option<ProvisionedMark>,
+    /// Its entry in the pool's live instances (ListInstances).
+    pub(super) tracked: Tracked,
     pub(super) _global: OwnedSemaphorePermit,
     pub(super) _function: OwnedSemaphorePermit,
 }
 
 impl Slot {
+    /// A new instance's slot, registered among `fp`'s live instances.
+    pub(super) fn new(
+        fp: &FunctionPool,
+        instance: GuestInstance,
+        provisioned: Option<ProvisionedMark>,
+        global: OwnedSemaphorePermit,
+        function: OwnedSemaphorePermit,
+    ) -> Slot {
+        let tracked = Tracked::register(&fp.live, instance.id(), provisioned.is_some(), instance.memory_bytes());
+        Slot {
+            instance,
+            uses: 0,
+            provisioned,
+            tracked,
+            _global: global,
+            _function: function,
+        }
+    }
+
     pub(super) fn is_provisioned(&self) -> bool {
         self.provisioned.is_some()
     }
@@ -71,12 +93,18 @@ pub(super) struct FunctionPool {
     /// Signalled when an instance goes back to `idle`.
     pub(super) returned: Notify,
     pub(super) provisioned: Arc<Provisioned>,
+    /// Its live instances, idle and busy.
+    pub(super) live: Arc<LiveMap>,
 }
 
 impl FunctionPool {
     /// Returns an instance to the idle set and wakes one waiter. A
     /// provisioned instance above the current target retires instead.
     pub(super) fn give_back(&self, slot: Slot) {
+        slot.tracked.record.idle();
+        if slot.tracked.record.recycle.load(Ordering::Relaxed) {
+            return;
+        }
         if slot.is_provisioned()
             && self.provisioned.live.load(Ordering::Relaxed) > self.provisioned.target.load(Ordering::Relaxed)
         {

@@ -7,6 +7,7 @@ mod foundation;
 mod fuzz;
 mod hardening;
 mod http_functions;
+mod instances;
 mod limits;
 mod orchestrations;
 mod pool;

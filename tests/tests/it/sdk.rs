@@ -76,3 +76,10 @@ async fn both_sdks_work_over_tls() {
     let out = run_python("tls_test.py", &s, &[("REQUESTS_CA_BUNDLE", &ca)]).await;
     assert!(out.contains("all checks passed"), "{out}");
 }
+
+#[tokio::test]
+async fn list_instances_through_alibabacloud_fc_open20210406() {
+    let s = Server::start(signed()).await;
+    let out = run_python("instances_test.py", &s, &[]).await;
+    assert!(out.contains("all checks passed"), "{out}");
+}

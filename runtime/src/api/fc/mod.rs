@@ -5,6 +5,7 @@
 
 mod async_config;
 mod functions;
+mod instances;
 mod invoke;
 mod provision;
 mod proxy;
@@ -75,6 +76,14 @@ pub fn routes() -> Router<SharedState> {
         .route(
             "/services/{service}/functions/{function}/triggers/{trigger}",
             get(triggers::get).put(triggers::update).delete(triggers::delete),
+        )
+        .route(
+            "/services/{service}/functions/{function}/instances",
+            get(instances::list),
+        )
+        .route(
+            "/services/{service}/functions/{function}/instances/{instance}/recycle",
+            post(instances::recycle),
         )
         .route(
             "/services/{service}/functions/{function}/stateful-async-invocations",

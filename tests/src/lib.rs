@@ -218,6 +218,26 @@ impl Server {
         self.spawn(port).await;
     }
 
+    /// Runs the `wasmfc` CLI (`args`, e.g. `["tasks", "list", ...]`) against
+    /// this server, signed with its credentials when it has them; answers
+    /// whether it exited 0, and its stdout followed by its stderr.
+    pub async fn cli(&self, args: &[&str]) -> (bool, String) {
+        let mut cmd = tokio::process::Command::new(wasmfc_bin());
+        cmd.args(args)
+            .env("WASMFC_ENDPOINT", &self.base)
+            .env("RUST_BACKTRACE", "0");
+        if let Some((ak, sk)) = &self.options.credentials {
+            cmd.env("WASMFC_ACCESS_KEY_ID", ak).env("WASMFC_ACCESS_KEY_SECRET", sk);
+        }
+        let out = cmd.output().await.expect("running the wasmfc CLI");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

@@ -1,5 +1,5 @@
 //! `wasmfc tasks`: list, inspect, stop, re-run and read the logs of tasks on
-//! a running server.
+//! a running server, one at a time or every task a filter matches.
 
 use bytes::Bytes;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
@@ -47,18 +47,38 @@ impl FunctionRef {
     }
 }
 
+/// Which of a function's tasks (the list filters).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TaskFilterArgs {
+    /// Only tasks in this state (Running, Failed, ...).
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Only ids starting with this.
+    #[arg(long)]
+    pub prefix: Option<String>,
+}
+
+impl TaskFilterArgs {
+    fn query(&self) -> Vec<String> {
+        let mut q = Vec::new();
+        if let Some(s) = &self.status {
+            q.push(format!("status={s}"));
+        }
+        if let Some(p) = &self.prefix {
+            q.push(format!("invocationIdPrefix={p}"));
+        }
+        q
+    }
+}
+
 #[derive(Debug, clap::Subcommand)]
 pub enum TasksAction {
     /// List tasks, newest first.
     List {
         #[command(flatten)]
         function: FunctionRef,
-        /// Only tasks in this state (Running, Failed, ...).
-        #[arg(long)]
-        status: Option<String>,
-        /// Only ids starting with this.
-        #[arg(long)]
-        prefix: Option<String>,
+        #[command(flatten)]
+        filter: TaskFilterArgs,
         /// Tasks per page (1-100).
         #[arg(long, default_value_t = 50)]
         limit: u32,
@@ -93,6 +113,59 @@ pub enum TasksAction {
         function: FunctionRef,
         id: String,
     },
+    /// Stop every unfinished task the filter matches.
+    StopMatching {
+        #[command(flatten)]
+        function: FunctionRef,
+        #[command(flatten)]
+        bulk: BulkArgs,
+    },
+    /// Re-run every finished task the filter matches (e.g. --status Failed).
+    RerunMatching {
+        #[command(flatten)]
+        function: FunctionRef,
+        #[command(flatten)]
+        bulk: BulkArgs,
+    },
+}
+
+/// A bulk action's filter and bounds.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BulkArgs {
+    #[command(flatten)]
+    pub filter: TaskFilterArgs,
+    /// Only count the tasks that would be touched.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// At most this many tasks (1-10000).
+    #[arg(long, default_value_t = 1000)]
+    pub max: u32,
+}
+
+/// Runs `...:stop` or `...:rerun` and prints a line per task.
+async fn bulk(client: &FcClient, function: &FunctionRef, action: &str, args: &BulkArgs) -> anyhow::Result<()> {
+    let mut q = args.filter.query();
+    q.push(format!("maxTasks={}", args.max));
+    if args.dry_run {
+        q.push("dryRun=true".into());
+    }
+    let path = function.path(&format!(":{action}?{}", q.join("&")));
+    let out: Value = client.send(Method::POST, &path, &[], Bytes::new()).await?.json()?;
+    if function.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    for r in out["results"].as_array().into_iter().flatten() {
+        println!("{}: {}", r["invocationId"].as_str().unwrap_or("?"), r["result"]);
+    }
+    let verb = if args.dry_run { "would touch" } else { "touched" };
+    let more = if out["truncated"] == true {
+        " (more matched: raise --max)"
+    } else {
+        ""
+    };
+    println!("{action}: {verb} {} task(s){more}", out["matched"]);
+    Ok(())
 }
 
 fn ms_to_iso(v: &Value) -> String {
@@ -156,8 +229,7 @@ impl TasksCommand {
         match self.action {
             TasksAction::List {
                 function,
-                status,
-                prefix,
+                filter,
                 limit,
                 all,
                 asc,
@@ -169,12 +241,7 @@ impl TasksCommand {
                         format!("limit={limit}"),
                         format!("sortOrderByTime={}", if asc { "asc" } else { "desc" }),
                     ];
-                    if let Some(s) = &status {
-                        q.push(format!("status={s}"));
-                    }
-                    if let Some(p) = &prefix {
-                        q.push(format!("invocationIdPrefix={p}"));
-                    }
+                    q.extend(filter.query());
                     if let Some(t) = &token {
                         q.push(format!("nextToken={t}"));
                     }
@@ -224,6 +291,8 @@ impl TasksCommand {
                     println!("re-run of {id}: {}", task["invocationId"].as_str().unwrap_or("?"));
                 }
             }
+            TasksAction::StopMatching { function, bulk: args } => bulk(&client, &function, "stop", &args).await?,
+            TasksAction::RerunMatching { function, bulk: args } => bulk(&client, &function, "rerun", &args).await?,
             TasksAction::Logs { function, id } => {
                 let logs = client.get_json(&function.path(&format!("/{id}/logs"))).await?;
                 if function.json {

@@ -322,9 +322,10 @@ async fn a_published_crates_http_example_runs_unchanged() {
 
 /// `X-Fc-Invocation-Type: Async` through the trigger: the request is
 /// recorded as a task (visible in ListStatefulAsyncInvocations with the
-/// guest's response as its result), and such tasks cannot be re-run.
+/// guest's response as its result), and a re-run replays the recorded
+/// request (FC cannot re-run HTTP tasks; wasmfc can).
 #[tokio::test]
-async fn async_requests_become_tasks_that_cannot_be_rerun() {
+async fn async_requests_become_tasks_whose_rerun_replays_the_request() {
     let s = Server::default().await;
     s.create_service("web").await;
     deploy(&s, "hello", guests::HTTP_HELLO, json!({}), json!({"methods": ["POST"]})).await;
@@ -376,6 +377,15 @@ async fn async_requests_become_tasks_that_cannot_be_rerun() {
             &[],
         )
         .await;
-    r.assert_error(400, "InvalidArgument");
-    assert!(r.text().contains("cannot be re-run"), "{}", r.text());
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let again = r.json()["invocationId"].as_str().unwrap().to_string();
+    assert_ne!(again, "job-1");
+    let rerun = s
+        .wait_status("web", "hello", &again, "Succeeded", Duration::from_secs(10))
+        .await;
+    let replayed: Value = serde_json::from_str(rerun["returnPayload"].as_str().unwrap_or_default()).unwrap();
+    let body: Value = serde_json::from_str(replayed["body"].as_str().unwrap_or_default()).expect("guest JSON");
+    assert_eq!(body["path"], "/job", "{body}");
+    assert_eq!(body["query"], "n=1", "{body}");
+    assert_eq!(body["headers"]["x-trace"], "t1", "{body}");
 }

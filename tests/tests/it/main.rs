@@ -1,6 +1,7 @@
 //! Black-box integration tests: each test starts the real `wasmfc` binary
 //! on an ephemeral port and a private data dir.
 
+mod bulk;
 mod crash;
 mod delay;
 mod foundation;

@@ -565,18 +565,9 @@ async fn waiting_orchestrations_survive_kill_9_and_run_each_activity_once() {
     assert_eq!(payloads.len(), N, "one distinct approver per instance");
 }
 
-/// Runs `wasmfc orchestrations …` against `s`; returns (success, stdout).
+/// Runs `wasmfc orchestrations …` against `s`; returns (success, output).
 async fn cli(s: &Server, args: &[&str]) -> (bool, String) {
-    let out = tokio::process::Command::new(wasmfc_tests::wasmfc_bin())
-        .arg("orchestrations")
-        .arg("--endpoint")
-        .arg(s.url(""))
-        .args(args)
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .await
-        .expect("running wasmfc orchestrations");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    s.cli(&[&["orchestrations"], args].concat()).await
 }
 
 #[tokio::test]

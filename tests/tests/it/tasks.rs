@@ -548,32 +548,16 @@ async fn plain_async_invocations_run_but_are_not_listed() {
     assert_eq!(list["invocations"], json!([]));
 }
 
-/// Runs `wasmfc tasks ...` against `s` with its credentials.
-fn cli(s: &Server, args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(wasmfc_tests::wasmfc_bin())
-        .arg("tasks")
-        .args(args)
-        .env("WASMFC_ENDPOINT", &s.base)
-        .env("WASMFC_ACCESS_KEY_ID", "cliAK")
-        .env("WASMFC_ACCESS_KEY_SECRET", "cliSecret")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+/// Runs `wasmfc tasks ...` against `s`; panics unless it succeeds.
+async fn tasks_cli(s: &Server, args: &[&str]) -> String {
+    let (ok, text) = s.cli(&[&["tasks"], args].concat()).await;
+    assert!(ok, "wasmfc tasks {args:?} failed:\n{text}");
+    text
 }
 
 #[tokio::test]
 async fn the_tasks_cli_lists_gets_stops_reruns_and_reads_logs() {
     let s = Server::start(ServerOptions::default().with_credentials("cliAK", "cliSecret")).await;
-    let run = |args: &'static [&'static str]| {
-        let (ok, text) = cli(&s, args);
-        assert!(ok, "wasmfc tasks {args:?} failed:\n{text}");
-        text
-    };
     // The harness signs its own requests on a server with credentials.
     s.create_service(S).await;
     s.create_function(S, "sleep", guests::SLEEP, json!({ "timeout": 60 }))
@@ -583,18 +567,18 @@ async fn the_tasks_cli_lists_gets_stops_reruns_and_reads_logs() {
     s.invoke_async(S, "sleep", "60000", Some("cli-long")).await;
     s.wait_status(S, "sleep", "cli-short", "Succeeded", SECS(10)).await;
     s.wait_status(S, "sleep", "cli-long", "Running", SECS(10)).await;
-    let list = run(&["list", "-s", S, "-f", "sleep", "--json"]);
+    let list = tasks_cli(&s, &["list", "-s", S, "-f", "sleep", "--json"]).await;
     let tasks: Value = serde_json::from_str(&list).unwrap();
     assert_eq!(tasks.as_array().unwrap().len(), 2, "{list}");
-    let table = run(&["list", "-s", S, "-f", "sleep"]);
+    let table = tasks_cli(&s, &["list", "-s", S, "-f", "sleep"]).await;
     assert!(table.contains("cli-long") && table.contains("STATUS"), "{table}");
-    let get = run(&["get", "-s", S, "-f", "sleep", "cli-short"]);
+    let get = tasks_cli(&s, &["get", "-s", S, "-f", "sleep", "cli-short"]).await;
     assert!(get.contains("Succeeded") && get.contains("slept 5 ms"), "{get}");
-    let stop = run(&["stop", "-s", S, "-f", "sleep", "cli-long"]);
+    let stop = tasks_cli(&s, &["stop", "-s", S, "-f", "sleep", "cli-long"]).await;
     assert!(stop.contains("cli-long: Stopp"), "{stop}");
-    let logs = run(&["logs", "-s", S, "-f", "sleep", "cli-short"]);
+    let logs = tasks_cli(&s, &["logs", "-s", S, "-f", "sleep", "cli-short"]).await;
     assert!(logs.contains("sleep: 5 ms"), "{logs}");
-    let rerun = run(&["rerun", "-s", S, "-f", "sleep", "cli-short", "--json"]);
+    let rerun = tasks_cli(&s, &["rerun", "-s", S, "-f", "sleep", "cli-short", "--json"]).await;
     let new: Value = serde_json::from_str(&rerun).unwrap();
     assert_eq!(new["invocationPayload"], "5");
     // A wrong secret is refused by the server and reported.

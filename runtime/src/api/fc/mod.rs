@@ -4,6 +4,7 @@
 //! place that knows the difference.
 
 mod async_config;
+mod bulk;
 mod functions;
 mod instances;
 mod invoke;
@@ -88,6 +89,14 @@ pub fn routes() -> Router<SharedState> {
         .route(
             "/services/{service}/functions/{function}/stateful-async-invocations",
             get(tasks::list),
+        )
+        .route(
+            "/services/{service}/functions/{function}/stateful-async-invocations:stop",
+            post(bulk::stop),
+        )
+        .route(
+            "/services/{service}/functions/{function}/stateful-async-invocations:rerun",
+            post(bulk::rerun),
         )
         .route(
             "/services/{service}/functions/{function}/stateful-async-invocations/{id}",

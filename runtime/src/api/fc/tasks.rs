@@ -100,6 +100,24 @@ pub async fn list(State(app): State<SharedState>, scope: Scope) -> ApiResult<Res
             "limit must be between 1 and 100, got {limit}"
         )));
     }
+    let filter = list_filter(&scope, limit as usize)?;
+    let include_payload = filter.include_payload;
+    let page = app.scheduler.store().list_tasks(filter).await?;
+    let items: Vec<Value> = page
+        .tasks
+        .iter()
+        .map(|r| invocation_json(r, include_payload, None))
+        .collect();
+    Ok(json_response(json!({
+        "invocations": items,
+        "nextToken": page.next.map(|(t, s)| format!("{t}.{s}")),
+    })))
+}
+
+/// The filters of ListStatefulAsyncInvocations (status, id prefix, started
+/// time range, qualifier, order, page token), shared with the bulk actions.
+pub(super) fn list_filter(scope: &Scope, limit: usize) -> ApiResult<TaskFilter> {
+    let q = &scope.query;
     let descending = match q.get("sortOrderByTime") {
         None => true,
         Some(v) if v.eq_ignore_ascii_case("desc") => true,
@@ -116,32 +134,19 @@ pub async fn list(State(app): State<SharedState>, scope: Scope) -> ApiResult<Res
         .transpose()?;
     let after = q.get("nextToken").map(parse_token).transpose()?;
     let include_payload = q.bool("includePayload")?.unwrap_or(false);
-    let page = app
-        .scheduler
-        .store()
-        .list_tasks(TaskFilter {
-            service: scope.service.clone(),
-            function: scope.function().to_string(),
-            qualifier: scope.qualifier.clone(),
-            id_prefix: q.get("invocationIdPrefix").map(str::to_string),
-            status,
-            started_begin_ms: q.int("startedTimeBegin")?,
-            started_end_ms: q.int("startedTimeEnd")?,
-            descending,
-            limit: limit as usize,
-            after,
-            include_payload,
-        })
-        .await?;
-    let items: Vec<Value> = page
-        .tasks
-        .iter()
-        .map(|r| invocation_json(r, include_payload, None))
-        .collect();
-    Ok(json_response(json!({
-        "invocations": items,
-        "nextToken": page.next.map(|(t, s)| format!("{t}.{s}")),
-    })))
+    Ok(TaskFilter {
+        service: scope.service.clone(),
+        function: scope.function().to_string(),
+        qualifier: scope.qualifier.clone(),
+        id_prefix: q.get("invocationIdPrefix").map(str::to_string),
+        status,
+        started_begin_ms: q.int("startedTimeBegin")?,
+        started_end_ms: q.int("startedTimeEnd")?,
+        descending,
+        limit,
+        after,
+        include_payload,
+    })
 }
 
 /// `nextToken` is `{startedTime}.{seq}` of the last item of the previous page.
@@ -167,15 +172,23 @@ pub async fn stop(State(app): State<SharedState>, scope: Scope) -> ApiResult<Res
 }
 
 /// `POST .../stateful-async-invocations/{id}/rerun` (wasmfc extension): a
-/// new task with the same payload and a new id.
+/// new task with the same payload (for an HTTP function's task, the
+/// recorded request, replayed — FC cannot) and a new id.
 pub async fn rerun(State(app): State<SharedState>, scope: Scope) -> ApiResult<Response> {
     let row = load(&app, &scope, true).await?;
-    if row.kind == crate::tasks::TaskKind::Http {
-        return Err(ApiError::invalid(
-            "tasks of HTTP functions cannot be re-run: the request they carried is not replayable (as in FC)",
-        ));
-    }
     let new_id = scope.query.get("invocationId").map(str::to_string);
+    let id = rerun_row(&app, &row, new_id).await?;
+    let new_row = app
+        .scheduler
+        .store()
+        .get_task(&row.service, &row.function, &id, true)
+        .await?
+        .ok_or_else(|| not_found(&id))?;
+    Ok(json_response(invocation_json(&new_row, true, None)))
+}
+
+/// Submits a re-run of `row` (read with its payload) as a new task.
+pub(super) async fn rerun_row(app: &SharedState, row: &TaskRow, new_id: Option<String>) -> ApiResult<String> {
     let (_, id) = app
         .scheduler
         .submit(Submission {
@@ -192,13 +205,7 @@ pub async fn rerun(State(app): State<SharedState>, scope: Scope) -> ApiResult<Re
         })
         .await
         .map_err(submit_error)?;
-    let new_row = app
-        .scheduler
-        .store()
-        .get_task(&row.service, &row.function, &id, true)
-        .await?
-        .ok_or_else(|| not_found(&id))?;
-    Ok(json_response(invocation_json(&new_row, true, None)))
+    Ok(id)
 }
 
 /// `GET .../stateful-async-invocations/{id}/logs` (wasmfc extension).

@@ -12,6 +12,7 @@
 //! the writer). Other modules see domain operations only (`registry.rs`,
 //! `tasks.rs`); SQL stays in this module.
 
+mod changes;
 mod durable;
 mod log_budget;
 mod orch_control;
@@ -20,6 +21,7 @@ mod registry;
 mod task_rows;
 mod tasks;
 
+pub use changes::TaskChange;
 pub use orch_rows::{
     Committed, ControlOutcome, NewOrchestration, OrchFilter, OrchRow, RunCommit, TimerRow, Undelivered,
 };
@@ -96,6 +98,8 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     path: PathBuf,
     log_budget: Arc<log_budget::LogBudget>,
+    /// The task change feed (see [`changes`]).
+    task_changes: tokio::sync::broadcast::Sender<TaskChange>,
 }
 
 /// The default total of stored task logs (`--task-log-budget-mb`).
@@ -147,9 +151,11 @@ impl Store {
         ));
 
         let (tx, rx) = mpsc::channel::<Box<dyn WriteJob>>();
+        let (task_changes, _) = tokio::sync::broadcast::channel(changes::CAPACITY);
+        let feed = task_changes.clone();
         std::thread::Builder::new()
             .name("wasmfc-store-writer".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || writer_loop(conn, rx, feed))
             .map_err(StoreError::WriterStart)?;
 
         Ok(Store {
@@ -158,6 +164,7 @@ impl Store {
                 readers: Mutex::new(Vec::new()),
                 path: path.to_path_buf(),
                 log_budget,
+                task_changes,
             }),
         })
     }
@@ -165,6 +172,11 @@ impl Store {
     /// Sets the total of task log bytes kept (see [`log_budget`]).
     pub fn set_log_budget(&self, bytes: u64) {
         self.inner.log_budget.set_limit(bytes);
+    }
+
+    /// Hears every task insert and state change once it is committed.
+    pub fn task_changes(&self) -> tokio::sync::broadcast::Receiver<TaskChange> {
+        self.inner.task_changes.subscribe()
     }
 
     /// Task log bytes held now.
@@ -277,7 +289,11 @@ where
     }
 }
 
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn WriteJob>>) {
+fn writer_loop(
+    conn: Connection,
+    rx: mpsc::Receiver<Box<dyn WriteJob>>,
+    feed: tokio::sync::broadcast::Sender<TaskChange>,
+) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -287,6 +303,7 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn WriteJob>>) {
             }
         }
         let commit = run_batch(&conn, &mut batch);
+        changes::finish_batch(commit.is_ok(), &feed);
         for job in batch {
             job.finish(commit.clone());
         }
@@ -303,10 +320,12 @@ fn run_batch(conn: &Connection, batch: &mut [Box<dyn WriteJob>]) -> std::result:
             let _ = conn.execute_batch("ROLLBACK");
             return Err(e.to_string());
         }
+        let mark = changes::mark();
         let ok = job.run(conn);
         let end = if ok {
             exec("RELEASE job")
         } else {
+            changes::rollback_to(mark);
             exec("ROLLBACK TO job").and_then(|()| exec("RELEASE job"))
         };
         if let Err(e) = end {

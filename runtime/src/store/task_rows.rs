@@ -144,7 +144,8 @@ pub struct TaskFilter {
     pub function: String,
     pub qualifier: Option<String>,
     pub id_prefix: Option<String>,
-    pub status: Option<TaskState>,
+    /// Any of these states; empty for every state.
+    pub statuses: Vec<TaskState>,
     pub started_begin_ms: Option<i64>,
     pub started_end_ms: Option<i64>,
     pub descending: bool,

@@ -9,6 +9,7 @@
 use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::changes::{self, TaskChange};
 use super::log_budget::LogBudget;
 use super::task_rows::{Applied, NewTask, TaskFilter, TaskPage, TaskRow, Transition};
 use super::{Result, Store, StoreError};
@@ -104,6 +105,14 @@ pub(super) fn insert(c: &Connection, t: &NewTask) -> Result<i64> {
     }
     let seq = c.last_insert_rowid();
     append_event(c, seq, 1, TaskState::Enqueued.as_str(), t.created_ms, &t.detail)?;
+    changes::note(TaskChange {
+        seq,
+        service: t.service.clone(),
+        function: t.function.clone(),
+        invocation_id: t.invocation_id.clone(),
+        status: TaskState::Enqueued,
+        stateful: t.stateful,
+    });
     Ok(seq)
 }
 
@@ -179,6 +188,14 @@ fn apply(c: &Connection, t: Transition, logs: &LogBudget) -> Result<Option<Appli
     };
     let mut row = row;
     row.status = next;
+    changes::note(TaskChange {
+        seq: row.seq,
+        service: row.service.clone(),
+        function: row.function.clone(),
+        invocation_id: row.invocation_id.clone(),
+        status: next,
+        stateful: row.stateful,
+    });
     if let Some(end) = end_ms {
         row.end_ms = end;
     }
@@ -229,16 +246,17 @@ impl Store {
         let (service, function, detail) = (service.to_string(), function.to_string(), detail.to_string());
         self.write(move |c| {
             let mut stmt = c.prepare(
-                "SELECT seq, kind, invocation_id FROM tasks WHERE end_ms = 0 AND service = ?1 AND function = ?2",
+                "SELECT seq, kind, invocation_id, stateful FROM tasks WHERE end_ms = 0 AND service = ?1 AND function = ?2",
             )?;
-            let rows: Vec<(i64, TaskKind, String)> = stmt
+            let rows: Vec<(i64, TaskKind, String, bool)> = stmt
                 .query_map(params![service, function], |r| {
                     let kind: String = r.get(1)?;
-                    Ok((r.get(0)?, TaskKind::parse(&kind).unwrap_or(TaskKind::Event), r.get(2)?))
+                    let kind = TaskKind::parse(&kind).unwrap_or(TaskKind::Event);
+                    Ok((r.get(0)?, kind, r.get(2)?, r.get::<_, i64>(3)? != 0))
                 })?
                 .collect::<rusqlite::Result<_>>()?;
             let now = crate::util::now_ms();
-            for (seq, _, _) in &rows {
+            for (seq, _, invocation_id, stateful) in &rows {
                 let event_id: i64 = c.query_row(
                     "UPDATE tasks SET status = 'Invalid', end_ms = ?2, error = ?3, events = events + 1
                      WHERE seq = ?1 RETURNING events",
@@ -246,8 +264,16 @@ impl Store {
                     |r| r.get(0),
                 )?;
                 append_event(c, *seq, event_id, TaskState::Invalid.as_str(), now, &detail)?;
+                changes::note(TaskChange {
+                    seq: *seq,
+                    service: service.clone(),
+                    function: function.clone(),
+                    invocation_id: invocation_id.clone(),
+                    status: TaskState::Invalid,
+                    stateful: *stateful,
+                });
             }
-            Ok(rows)
+            Ok(rows.into_iter().map(|(seq, kind, id, _)| (seq, kind, id)).collect())
         })
         .await
     }
@@ -335,9 +361,10 @@ impl Store {
                 args.push((p.len() as i64).into());
                 args.push(p.clone().into());
             }
-            if let Some(s) = f.status {
-                sql.push_str(" AND status = ?");
-                args.push(s.as_str().to_string().into());
+            if !f.statuses.is_empty() {
+                let marks = vec!["?"; f.statuses.len()].join(", ");
+                sql.push_str(&format!(" AND status IN ({marks})"));
+                args.extend(f.statuses.iter().map(|s| s.as_str().to_string().into()));
             }
             if let Some(b) = f.started_begin_ms {
                 sql.push_str(" AND created_ms >= ?");
@@ -408,6 +435,29 @@ impl Store {
             let mut stmt = c.prepare("SELECT status, count(*) FROM tasks GROUP BY status")?;
             let rows = stmt
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// Stateful tasks by (service, function, state): the console's counts.
+    pub async fn task_counts_by_function(&self) -> Result<Vec<(String, String, TaskState, i64)>> {
+        self.read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT service, function, status, count(*) FROM tasks WHERE stateful = 1 \
+                 GROUP BY service, function, status",
+            )?;
+            let rows = stmt
+                .query_map([], |r| {
+                    let status: String = r.get(2)?;
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        TaskState::parse(&status).unwrap_or(TaskState::Invalid),
+                        r.get(3)?,
+                    ))
+                })?
                 .collect::<rusqlite::Result<_>>()?;
             Ok(rows)
         })

@@ -3,7 +3,7 @@
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::{Scope, no_content, page};
 use crate::api::{ApiError, ApiResult, SharedState};
@@ -25,22 +25,33 @@ fn not_found(scope: &Scope, q: &str) -> ApiError {
 
 pub async fn put(State(app): State<SharedState>, scope: Scope, body: Bytes) -> ApiResult<Response> {
     let q = qualifier(&scope);
-    app.registry
-        .check_config_target(&scope.service, &q, scope.function(), false)?;
     let fields = Fields::parse(&body)?;
+    let doc = put_policy(&app, &scope.service, scope.function(), &q, &fields).await?;
+    Ok(super::json(Value::Object(doc)))
+}
+
+/// Stores a function's async policy (PutFunctionAsyncInvokeConfig's
+/// fields), keeping its creation time; the console's policy form too.
+pub(in crate::api) async fn put_policy(
+    app: &SharedState,
+    service: &str,
+    function: &str,
+    q: &str,
+    fields: &Fields,
+) -> ApiResult<Map<String, Value>> {
+    app.registry.check_config_target(service, q, function, false)?;
     let existing = app
         .registry
-        .get_function_config(ConfigTable::AsyncInvoke, &scope.service, scope.function(), &q);
+        .get_function_config(ConfigTable::AsyncInvoke, service, function, q);
     let created = existing
         .as_ref()
         .and_then(|d| d.get("createdTime"))
         .and_then(Value::as_str);
-    let doc = config_doc(&fields, &scope.service, scope.function(), &q, created)?;
-    let doc = app
+    let doc = config_doc(fields, service, function, q, created)?;
+    Ok(app
         .registry
-        .put_function_config(ConfigTable::AsyncInvoke, &scope.service, scope.function(), &q, doc)
-        .await?;
-    Ok(super::json(Value::Object(doc)))
+        .put_function_config(ConfigTable::AsyncInvoke, service, function, q, doc)
+        .await?)
 }
 
 pub async fn get(State(app): State<SharedState>, scope: Scope) -> ApiResult<Response> {

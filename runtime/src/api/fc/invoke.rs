@@ -89,7 +89,7 @@ pub async fn invoke_function(
 }
 
 /// FC's async payload limit (128 KB).
-pub(super) fn check_async_size(app: &SharedState, len: usize) -> ApiResult<()> {
+pub(in crate::api) fn check_async_size(app: &SharedState, len: usize) -> ApiResult<()> {
     if len > app.limits.async_payload {
         return Err(ApiError::too_large(format!(
             "async invocation payload is {len} bytes; the limit is {}",
@@ -104,7 +104,7 @@ pub(super) fn check_async_size(app: &SharedState, len: usize) -> ApiResult<()> {
 /// the task is visible through the task API under its id.
 /// `kind` is the task kind: an event, or a recorded request to an HTTP
 /// function.
-pub(super) async fn invoke_async(
+pub(in crate::api) async fn invoke_async(
     app: &SharedState,
     resolved: &ResolvedFunction,
     headers: &HeaderMap,

@@ -3,13 +3,13 @@
 //! the 2021 SDK passes `?qualifier=`; the [`Scope`] extractor is the only
 //! place that knows the difference.
 
-mod async_config;
-mod bulk;
+pub(super) mod async_config;
+pub(super) mod bulk;
 mod functions;
 mod instances;
-mod invoke;
+pub(super) mod invoke;
 mod provision;
-mod proxy;
+pub(super) mod proxy;
 mod services;
 pub mod tasks;
 mod triggers;

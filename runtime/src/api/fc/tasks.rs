@@ -139,7 +139,7 @@ pub(super) fn list_filter(scope: &Scope, limit: usize) -> ApiResult<TaskFilter> 
         function: scope.function().to_string(),
         qualifier: scope.qualifier.clone(),
         id_prefix: q.get("invocationIdPrefix").map(str::to_string),
-        status,
+        statuses: status.into_iter().collect(),
         started_begin_ms: q.int("startedTimeBegin")?,
         started_end_ms: q.int("startedTimeEnd")?,
         descending,
@@ -188,7 +188,7 @@ pub async fn rerun(State(app): State<SharedState>, scope: Scope) -> ApiResult<Re
 }
 
 /// Submits a re-run of `row` (read with its payload) as a new task.
-pub(super) async fn rerun_row(app: &SharedState, row: &TaskRow, new_id: Option<String>) -> ApiResult<String> {
+pub(in crate::api) async fn rerun_row(app: &SharedState, row: &TaskRow, new_id: Option<String>) -> ApiResult<String> {
     let (_, id) = app
         .scheduler
         .submit(Submission {

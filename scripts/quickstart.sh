@@ -44,6 +44,9 @@ deploy hello   "$W2/hello.wasm"
 deploy noop    "$W2/noop.wasm"
 deploy counter "$W2/counter.wasm" '{"initializer":"init"}'
 deploy sleep   "$W2/sleep.wasm"   '{"timeout":60}'
+# Task mode on for sleep: its async calls are tasks the console lists.
+curl -sf -o /dev/null -X PUT "$BASE/services/examples/functions/sleep/async-invoke-config" \
+    -H 'content-type: application/json' -d '{"statefulInvocation":true}' || true
 deploy spin    "$W2/spin.wasm"    '{"timeout":2}'
 deploy memhog  "$W2/memhog.wasm"  '{"memorySize":64}'
 deploy fail    "$W2/fail.wasm"
@@ -75,5 +78,6 @@ DT="http://${LISTEN}/runtime/webhooks/durabletask"
 echo "==> an orchestration: POST $DT/orchestrators/hello-sequence (waits for the outcome)"
 curl -s -X POST "$DT/orchestrators/hello-sequence?timeout=10&pollingInterval=0.1"
 echo
+echo "==> the web console: http://${LISTEN}/console (functions, tasks, instances, orchestrations)"
 echo "wasmfc is serving on http://${LISTEN} (log: $DATA/server.log). Ctrl-C to stop."
 wait $PID

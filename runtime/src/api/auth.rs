@@ -55,6 +55,12 @@ impl Credentials {
         }
     }
 
+    /// Whether `secret` is the secret of `ak` (the console's sign-in),
+    /// compared in constant time.
+    pub fn check_secret(&self, ak: &str, secret: &str) -> bool {
+        self.secret(ak).is_some_and(|s| same(s, secret))
+    }
+
     fn secret(&self, ak: &str) -> Option<&str> {
         self.keys.get(ak).map(String::as_str)
     }

@@ -1,5 +1,6 @@
 //! The HTTP surface: FC 2.0 routes under `/2016-08-15` and `/2021-04-06`,
-//! plus `/metrics` and the code download route.
+//! the Durable instance API, the web console under `/console/`, `/metrics`
+//! and the code download route.
 //!
 //! Handlers are thin: parse, validate, call the registry / pool / scheduler,
 //! render. Two middlewares wrap every FC route:
@@ -12,6 +13,7 @@
 pub mod auth;
 mod batched_writes;
 mod connection_slots;
+pub mod console;
 mod durable;
 pub mod error;
 mod fc;
@@ -103,6 +105,8 @@ pub struct AppState {
     /// `/metrics` is served on its own listener (`--metrics-listen`), not
     /// on the API's.
     pub metrics_apart: bool,
+    /// The web console's sessions.
+    pub console: console::Sessions,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -131,7 +135,8 @@ pub fn router(state: SharedState) -> Router {
         .nest("/2021-04-06", fc_routes)
         .merge(fc::download_routes())
         .merge(fc::proxy_routes())
-        .merge(durable::routes());
+        .merge(durable::routes())
+        .merge(console::routes(state.clone()));
     if !state.metrics_apart {
         routes = routes.route("/metrics", axum::routing::get(metrics::render));
     }
@@ -172,7 +177,7 @@ async fn method_not_allowed(req: Request) -> ApiError {
 /// Azure's clients expect it, e.g. an empty 404 for an unknown instance).
 async fn request_id(req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    let own_shape = is_streamed(path) || durable::is_durable_path(path);
+    let own_shape = is_streamed(path) || durable::is_durable_path(path) || console::is_console_path(path);
     with_request_id(async move {
         let resp = next.run(req).await;
         if own_shape {
@@ -256,7 +261,8 @@ async fn body_and_signature(State(state): State<SharedState>, req: Request, next
     // The download URL is its own credential (an HMAC and an expiry);
     // `/metrics` is signed like every other route when credentials are set
     // (or served on `--metrics-listen` instead).
-    if path.starts_with(fc::DOWNLOAD_PREFIX) {
+    // The console checks its own sessions (and bounds its own forms).
+    if path.starts_with(fc::DOWNLOAD_PREFIX) || console::is_console_path(path) {
         return next.run(req).await;
     }
     let streamed = is_streamed(path);

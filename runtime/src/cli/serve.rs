@@ -326,6 +326,7 @@ impl ServeCommand {
             public_url,
             require_signed_bodies: !self.listen.ip().is_loopback() && !self.allow_unsigned_bodies,
             metrics_apart: self.metrics_listen.is_some(),
+            console: Default::default(),
         });
         Ok(state)
     }

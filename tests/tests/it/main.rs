@@ -2,6 +2,7 @@
 //! on an ephemeral port and a private data dir.
 
 mod bulk;
+mod console;
 mod crash;
 mod delay;
 mod foundation;

@@ -1,0 +1,203 @@
+//! The web console over HTTP, posting its forms as a browser does: the
+//! pages list what the API holds, a submitted task (custom id, delay) is
+//! the API's task, Stop and Re-run act on it, a POST without the page's
+//! CSRF token is refused, and with credentials the console needs a
+//! sign-in (a wrong secret gets no session).
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::redirect::Policy;
+use serde_json::json;
+use wasmfc_tests::{Server, ServerOptions, guests};
+
+const S: &str = "console";
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder().redirect(Policy::none()).build().unwrap()
+}
+
+/// The page's CSRF token (its `csrf-token` meta tag).
+fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"csrf-token\" content=\"").expect("a csrf meta tag") + 27;
+    html[at..].split('"').next().unwrap().to_string()
+}
+
+async fn page(c: &reqwest::Client, s: &Server, path: &str) -> (StatusCode, String) {
+    let r = c.get(s.url(path)).send().await.unwrap();
+    (r.status(), r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_task_submitted_in_the_console_is_the_apis_task_and_can_be_stopped_and_rerun() {
+    let s = Server::default().await;
+    s.create_service(S).await;
+    s.create_function(S, "sleep", guests::SLEEP, json!({ "timeout": 60 }))
+        .await;
+    s.task_mode(S, "sleep", json!({})).await;
+    let c = browser();
+
+    let root = c.get(s.url("/")).send().await.unwrap();
+    assert_eq!(root.status(), StatusCode::SEE_OTHER);
+    let (status, overview) = page(&c, &s, "/console").await;
+    assert_eq!(status, StatusCode::OK, "{overview}");
+    assert!(
+        overview.contains("/console/services/console/functions/sleep"),
+        "{overview}"
+    );
+
+    let fpath = "/console/services/console/functions/sleep";
+    let (_, fpage) = page(&c, &s, fpath).await;
+    let csrf = csrf_of(&fpage);
+
+    // Without the token: refused, and nothing is submitted.
+    let r = c
+        .post(s.url(&format!("{fpath}/tasks")))
+        .form(&[("id_mode", "custom"), ("invocation_id", "forged"), ("event", "{}")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let forged = s
+        .get(&format!(
+            "/2016-08-15/services/{S}/functions/sleep/stateful-async-invocations/forged"
+        ))
+        .await;
+    assert_eq!(forged.status, StatusCode::NOT_FOUND);
+
+    // A bad id is the API's error, shown as a page.
+    let r = c
+        .post(s.url(&format!("{fpath}/tasks")))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("id_mode", "custom"),
+            ("invocation_id", "9bad"),
+            ("event", "{}"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("Request id"));
+
+    let r = c
+        .post(s.url(&format!("{fpath}/tasks")))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("id_mode", "custom"),
+            ("invocation_id", "video-1"),
+            ("delay", "2"),
+            ("event", r#"{"ms": 60000}"#),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "{}", r.text().await.unwrap());
+    let task_path = format!("{fpath}/tasks/video-1");
+    assert_eq!(r.headers()["location"], task_path.as_str());
+    let t = s.task(S, "sleep", "video-1").await;
+    assert_eq!(t["status"], "Enqueued", "{t}");
+    assert!(t["wasmfc"]["nextRunTime"].as_i64().unwrap() >= t["startedTime"].as_i64().unwrap() + 2000);
+
+    s.wait_status(S, "sleep", "video-1", "Running", Duration::from_secs(60))
+        .await;
+    let (_, tpage) = page(&c, &s, &task_path).await;
+    assert!(tpage.contains("data-status=\"Running\""), "{tpage}");
+    let r = c
+        .post(s.url(&format!("{task_path}/stop")))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    s.wait_status(S, "sleep", "video-1", "Stopped", Duration::from_secs(30))
+        .await;
+
+    let r = c
+        .post(s.url(&format!("{task_path}/rerun")))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let new_path = r.headers()["location"].to_str().unwrap().to_string();
+    let new_id = new_path.rsplit('/').next().unwrap().to_string();
+    assert_ne!(new_id, "video-1");
+    let rerun = s.task(S, "sleep", &new_id).await;
+    assert_eq!(rerun["invocationPayload"], r#"{"ms": 60000}"#, "{rerun}");
+
+    // The list filters by status, kept in the URL.
+    let (_, stopped) = page(&c, &s, &format!("{fpath}?status=Stopped")).await;
+    assert!(stopped.contains("video-1"), "{stopped}");
+    assert!(
+        !stopped.contains(&format!("data-task=\"{new_id}\"")),
+        "{new_id} is not Stopped: {stopped}"
+    );
+
+    // Bulk stop by prefix: the confirmation counts, the action stops.
+    let (_, confirm) = page(&c, &s, &format!("{fpath}/tasks/bulk?action=stop&prefix={new_id}")).await;
+    assert!(confirm.contains("id=\"bulk-count\">1<"), "{confirm}");
+    let r = c
+        .post(s.url(&format!("{fpath}/tasks/bulk?action=stop&prefix={new_id}")))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    s.wait_status(S, "sleep", &new_id, "Stopped", Duration::from_secs(30))
+        .await;
+}
+
+#[tokio::test]
+async fn with_credentials_the_console_needs_a_sign_in_and_refuses_a_wrong_secret() {
+    let s = Server::start(ServerOptions::default().with_credentials("ak1", "secret1")).await;
+    let c = browser();
+    let r = c.get(s.url("/console")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "/console/sign-in");
+
+    let wrong = c
+        .post(s.url("/console/sign-in"))
+        .form(&[("access_key_id", "ak1"), ("access_key_secret", "nope")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(wrong.headers().get("set-cookie").is_none());
+
+    let ok = c
+        .post(s.url("/console/sign-in"))
+        .form(&[("access_key_id", "ak1"), ("access_key_secret", "secret1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::SEE_OTHER);
+    let cookie = ok.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Max-Age="));
+    let session = cookie.split(';').next().unwrap().to_string();
+    let r = c
+        .get(s.url("/console"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("Sign out"), "{html}");
+
+    let out = c
+        .post(s.url("/console/sign-out"))
+        .header("cookie", &session)
+        .form(&[("csrf", csrf_of(&html).as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    let r = c
+        .get(s.url("/console"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "the session ended");
+}

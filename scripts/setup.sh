@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing wasmfc needs on a fresh machine:
 # the wasm targets for the example guests, clippy/rustfmt, and (with
-# --python) a venv holding the official FC and Durable Functions SDKs.
+# --python) a venv holding the official FC and Durable Functions SDKs and
+# Debian's Chromium with its WebDriver, which the console's browser tests
+# drive.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,4 +14,10 @@ if [[ "${1:-}" == "--python" ]]; then
         python3 -m venv .venv
     fi
     .venv/bin/pip install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
+    if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+        sudo_cmd=()
+        if [[ "$(id -u)" != 0 ]]; then sudo_cmd=(sudo); fi
+        "${sudo_cmd[@]}" apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq chromium chromium-driver >/dev/null
+    fi
 fi

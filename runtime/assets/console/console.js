@@ -56,12 +56,20 @@ async function refresh() {
   if (again) { again = false; refresh(); }
 }
 
-for (const el of document.querySelectorAll("[data-feed]")) {
-  const source = new EventSource(el.dataset.feed);
-  source.addEventListener("task", refresh);
-  source.addEventListener("resync", refresh);
-  source.onerror = () => setTimeout(refresh, 1000);
+// The feed opens after the load event: a stream opened before it keeps
+// Chromium's page "loading" for as long as the stream lasts.
+function openFeeds() {
+  for (const el of document.querySelectorAll("[data-feed]")) {
+    const source = new EventSource(el.dataset.feed);
+    source.addEventListener("task", refresh);
+    source.addEventListener("resync", refresh);
+    source.onerror = () => setTimeout(refresh, 1000);
+  }
+  // What changed between rendering and the feed's start.
+  if (document.querySelector("[data-feed]")) refresh();
 }
+if (document.readyState === "complete") openFeeds();
+else window.addEventListener("load", openFeeds, { once: true });
 for (const el of document.querySelectorAll("[data-poll]")) {
   setInterval(refresh, Number(el.dataset.poll) || 1000);
 }

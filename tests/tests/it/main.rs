@@ -3,6 +3,7 @@
 
 mod bulk;
 mod console;
+mod console_browser;
 mod crash;
 mod delay;
 mod foundation;

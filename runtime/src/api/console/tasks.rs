@@ -297,7 +297,7 @@ pub async fn detail(
             .payload
             .as_ref()
             .and_then(|p| RecordedRequest::decode(p).ok())
-            .map(|r| describe_request(&r))
+            .map(|r| views::describe_request(&r))
             .unwrap_or_default(),
         _ => text(&row.payload),
     };
@@ -314,7 +314,10 @@ pub async fn detail(
         line: TaskLine::of(&row),
         kind: row.kind.as_str(),
         payload,
-        result: text(&row.result),
+        result: match row.kind {
+            TaskKind::Http => views::describe_response(&text(&row.result)),
+            _ => text(&row.result),
+        },
         destination_status: row.destination_status.clone(),
         next_run: (matches!(row.status, TaskState::Enqueued | TaskState::Retrying))
             .then(|| Time::of(row.next_run_ms))
@@ -331,17 +334,6 @@ pub async fn detail(
         service,
         function,
     })
-}
-
-/// An HTTP task's recorded request, as text.
-fn describe_request(r: &RecordedRequest) -> String {
-    let mut out = format!("{} {}\n", r.method, r.path_with_query);
-    for (k, v) in &r.headers {
-        out.push_str(&format!("{k}: {v}\n"));
-    }
-    out.push('\n');
-    out.push_str(&String::from_utf8_lossy(&r.body));
-    out
 }
 
 /// The submit dialog's fields.

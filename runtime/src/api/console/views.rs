@@ -2,7 +2,9 @@
 //! strings (times, durations, states), so templates stay logic-free.
 
 use chrono::{DateTime, Utc};
+use serde_json::Value;
 
+use crate::engine::RecordedRequest;
 use crate::store::TaskRow;
 use crate::tasks::TaskState;
 
@@ -170,6 +172,40 @@ pub fn function_href(service: &str, function: &str) -> String {
 
 pub fn task_href(service: &str, function: &str, id: &str) -> String {
     format!("{}/tasks/{}", function_href(service, function), seg(id))
+}
+
+/// An HTTP task's recorded response (`{status, headers, body,
+/// bodyBase64}`), as the text of an HTTP response; anything else as is.
+pub fn describe_response(result: &str) -> String {
+    let Ok(Value::Object(r)) = serde_json::from_str::<Value>(result) else {
+        return result.to_string();
+    };
+    let mut out = format!("HTTP {}\n", r.get("status").and_then(Value::as_u64).unwrap_or_default());
+    for (k, v) in r.get("headers").and_then(Value::as_object).into_iter().flatten() {
+        out.push_str(&format!("{k}: {}\n", v.as_str().unwrap_or_default()));
+    }
+    out.push('\n');
+    let body = r.get("body").and_then(Value::as_str).unwrap_or_default();
+    if r.get("bodyBase64").and_then(Value::as_bool) == Some(true) {
+        match base64::Engine::decode(&base64::engine::general_purpose::STANDARD, body) {
+            Ok(bytes) => out.push_str(&String::from_utf8_lossy(&bytes)),
+            Err(_) => out.push_str(body),
+        }
+    } else {
+        out.push_str(body);
+    }
+    out
+}
+
+/// An HTTP task's recorded request, as text.
+pub fn describe_request(r: &RecordedRequest) -> String {
+    let mut out = format!("{} {}\n", r.method, r.path_with_query);
+    for (k, v) in &r.headers {
+        out.push_str(&format!("{k}: {v}\n"));
+    }
+    out.push('\n');
+    out.push_str(&String::from_utf8_lossy(&r.body));
+    out
 }
 
 #[cfg(test)]

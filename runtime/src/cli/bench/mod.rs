@@ -11,9 +11,12 @@
 //!   same component under `wasmtime serve`;
 //! - `orchestrations`: fan-out throughput beside plain tasks, and many
 //!   waiting orchestrations (memory, raise-event round trips);
-//! - `neighbours`: a short request's latency beside CPU-bound guests.
+//! - `neighbours`: a short request's latency beside CPU-bound guests;
+//! - `console`: the web console's task list over a million tasks, and its
+//!   live feed while they run.
 
 mod child;
+mod console;
 mod http;
 mod invoke;
 mod load;
@@ -57,6 +60,9 @@ pub enum Benchmark {
     /// `hello` latency beside CPU-bound `spin` guests, with CPU-bound guests
     /// moved to the guest threads and with every guest on its serving thread.
     Neighbours(neighbours::NeighboursArgs),
+    /// The console's task list with a million tasks in the store (first
+    /// pages beside the FC API's list), and its live feed while they run.
+    Console(console::ConsoleArgs),
     /// The axum hello-world the `http` benchmark compares against.
     #[command(hide = true)]
     BaselineServer {
@@ -104,6 +110,7 @@ impl BenchCommand {
             Benchmark::WasiHttp(args) => wasi_http::run(args).await,
             Benchmark::Orchestrations(args) => orchestrations::run(args).await,
             Benchmark::Neighbours(args) => neighbours::run(args).await,
+            Benchmark::Console(args) => console::run(args).await,
             Benchmark::BaselineServer { listen } => child::run_baseline(listen).await,
         }
     }

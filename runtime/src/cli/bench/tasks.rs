@@ -140,7 +140,7 @@ pub async fn run(args: TasksArgs) -> anyhow::Result<()> {
 }
 
 /// Polls `/metrics` until `n` tasks have finished; returns how many did.
-async fn wait_finished(client: &FcClient, n: u64, within: Duration) -> anyhow::Result<u64> {
+pub(super) async fn wait_finished(client: &FcClient, n: u64, within: Duration) -> anyhow::Result<u64> {
     let deadline = Instant::now() + within;
     loop {
         let text = client.send(Method::GET, "/metrics", &[], Bytes::new()).await?.body;

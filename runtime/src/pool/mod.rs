@@ -164,6 +164,11 @@ impl Pool {
         &self.inner.engine
     }
 
+    /// Where the pool reports its invocations.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
     fn function_pool(&self, resolved: &ResolvedFunction) -> Arc<FunctionPool> {
         // A shared lock for the common case (the pool exists); `entry`
         // takes the shard's write lock.

@@ -156,6 +156,11 @@ impl Autoscaler {
                     }
                 };
                 let (current, error) = self.inner.pool.provision(&resolved, target).await;
+                self.inner.pool.metrics().minutes.record_provision(
+                    &format!("{service}/{function}/{qualifier}"),
+                    target,
+                    current,
+                );
                 self.set_status(&key, current, error.unwrap_or_default());
                 if let Some(old) = provisioned.get(&key)
                     && *old != pool_key

@@ -201,3 +201,75 @@ async fn with_credentials_the_console_needs_a_sign_in_and_refuses_a_wrong_secret
         .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER, "the session ended");
 }
+
+/// The provisioning page saves a config through PutProvisionConfig's
+/// rules (LATEST and bad JSON refused with a message), shows target and
+/// current once the autoscaler has converged, and charts the function's
+/// starts from the server's own per-minute figures.
+#[tokio::test]
+async fn the_provisioning_page_edits_a_config_and_charts_target_current_and_starts() {
+    let s = Server::default().await;
+    s.create_service(S).await;
+    s.create_function(S, "hello", guests::HELLO, json!({})).await;
+    let r = s
+        .post_json(&format!("/2016-08-15/services/{S}/versions"), json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let r = s
+        .post_json(
+            &format!("/2016-08-15/services/{S}/aliases"),
+            json!({ "aliasName": "prod", "versionId": "1" }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    for _ in 0..3 {
+        assert_eq!(s.invoke(S, "hello", "p", &[]).await.text(), "Hello p!");
+    }
+    let c = browser();
+    let ppath = "/console/services/console/functions/hello/provisioning";
+    let (status, html) = page(&c, &s, ppath).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("Provision this function"), "{html}");
+    let csrf = csrf_of(&html);
+    let post = |qualifier: &'static str, config: &'static str| {
+        c.post(s.url(ppath))
+            .form(&[("csrf", csrf.as_str()), ("qualifier", qualifier), ("config", config)])
+            .send()
+    };
+
+    let r = post("LATEST", r#"{"target": 1}"#).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("Request id"));
+    let r = post("prod", "{not json").await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("not a JSON object"));
+
+    let r = post(
+        "prod",
+        r#"{"target": 2, "scheduledActions": [], "targetTrackingPolicies": []}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let api = format!("/2016-08-15/services/{S}.prod/functions/hello/provision-config");
+    assert_eq!(s.get(&api).await.json()["target"], 2);
+    let started = std::time::Instant::now();
+    loop {
+        let (_, html) = page(&c, &s, ppath).await;
+        if html.contains(r#"<dd class="config-current">2</dd>"#) {
+            assert!(html.contains(r#"data-qualifier="prod""#));
+            assert!(html.contains("prod: target vs current"), "{html}");
+            // The latency chart draws a line only for kinds that ran:
+            // the first call was a cold start.
+            let latency = html
+                .split_once(r#"aria-label="Mean invocation time"#)
+                .map_or("", |(_, rest)| rest);
+            let latency = latency.split("</figure>").next().unwrap_or_default();
+            assert!(latency.contains(r#"<polyline class="cold""#), "{latency}");
+            assert!(!latency.contains(r#"<polyline class="provisioned""#), "{latency}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "never converged: {html}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -15,9 +15,11 @@
 //! session cookie. Every POST carries a CSRF token either way.
 
 mod assets;
+mod charts;
 mod feed;
 mod functions;
 mod orchestrations;
+mod provisioning;
 mod session;
 mod tasks;
 mod views;
@@ -54,6 +56,10 @@ pub fn routes(state: SharedState) -> Router<SharedState> {
         .route(
             "/services/{service}/functions/{function}/async-policy",
             post(functions::save_policy),
+        )
+        .route(
+            "/services/{service}/functions/{function}/provisioning",
+            get(provisioning::page).post(provisioning::save),
         )
         .route(
             "/services/{service}/functions/{function}/instances/{instance}/recycle",

@@ -8,7 +8,7 @@ pub(super) mod bulk;
 mod functions;
 mod instances;
 pub(super) mod invoke;
-mod provision;
+pub(super) mod provision;
 pub(super) mod proxy;
 mod services;
 pub mod tasks;

@@ -44,12 +44,24 @@ fn doc_for(
 }
 
 pub async fn put(State(app): State<SharedState>, scope: Scope, body: Bytes) -> ApiResult<Response> {
-    let q = qualifier(&scope);
-    app.registry
-        .check_config_target(&scope.service, &q, scope.function(), true)?;
     let body: Map<String, Value> =
         serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("the body is not a JSON object: {e}")))?;
-    let config = ProvisionConfig::parse(&body).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let doc = put_config(&app, &scope.service, scope.function(), &qualifier(&scope), &body).await?;
+    Ok(super::json(Value::Object(doc)))
+}
+
+/// PutProvisionConfig for every front end (the API and the console):
+/// checks the target, parses the config, stores what FC stores and wakes
+/// the autoscaler. Returns the config as GetProvisionConfig shows it.
+pub(in crate::api) async fn put_config(
+    app: &SharedState,
+    service: &str,
+    function: &str,
+    qualifier: &str,
+    body: &Map<String, Value>,
+) -> ApiResult<Map<String, Value>> {
+    app.registry.check_config_target(service, qualifier, function, true)?;
+    let config = ProvisionConfig::parse(body).map_err(|e| ApiError::invalid(e.to_string()))?;
     let mut doc = Map::new();
     doc.insert("target".into(), json!(config.target));
     doc.insert("alwaysAllocateCPU".into(), json!(config.always_allocate_cpu));
@@ -61,16 +73,27 @@ pub async fn put(State(app): State<SharedState>, scope: Scope, body: Bytes) -> A
     }
     let doc = app
         .registry
-        .put_function_config(ConfigTable::Provision, &scope.service, scope.function(), &q, doc)
+        .put_function_config(ConfigTable::Provision, service, function, qualifier, doc)
         .await?;
     app.autoscaler.nudge();
-    Ok(super::json(Value::Object(doc_for(
-        &app,
-        &scope.service,
-        scope.function(),
-        &q,
-        &doc,
-    ))))
+    Ok(doc_for(app, service, function, qualifier, &doc))
+}
+
+/// A function's provision configs by qualifier, as GetProvisionConfig
+/// shows them (current and the autoscaler's error included).
+pub(in crate::api) fn function_configs(
+    app: &SharedState,
+    service: &str,
+    function: &str,
+) -> Vec<(String, Map<String, Value>)> {
+    app.registry
+        .list_function_configs(ConfigTable::Provision, Some(service), Some(function), None)
+        .into_iter()
+        .map(|(s, f, q, doc)| {
+            let shown = doc_for(app, &s, &f, &q, &doc);
+            (q, shown)
+        })
+        .collect()
 }
 
 pub async fn get(State(app): State<SharedState>, scope: Scope) -> ApiResult<Response> {

@@ -1,5 +1,6 @@
 //! Counters of what happens as it happens: invocations (by function,
-//! start kind and outcome), their duration and fuel, refused signatures.
+//! start kind and outcome), their duration and fuel, refused signatures,
+//! and the last hour by minute (`minutes`).
 //!
 //! This module sits below the pool and the API: the pool reports every
 //! invocation it runs here (sync, async task, HTTP trigger, activity) and
@@ -7,6 +8,8 @@
 //! modules are read from them at scrape time by the API's `/metrics`
 //! renderer (`api::metrics`), so nothing drifts and nothing here imports
 //! upward.
+
+pub mod minutes;
 
 use std::time::Duration;
 
@@ -51,6 +54,8 @@ pub struct Metrics {
     invocation_seconds: Family<FunctionLabel, Histogram>,
     fuel_consumed: Family<FunctionLabel, Counter>,
     pub auth_failures: Counter,
+    /// The last hour by minute, for the console's charts.
+    pub minutes: minutes::MinuteRing,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -100,6 +105,7 @@ impl Metrics {
             invocation_seconds,
             fuel_consumed,
             auth_failures,
+            minutes: minutes::MinuteRing::default(),
         }
     }
 
@@ -119,6 +125,8 @@ impl Metrics {
         self.invocation_seconds
             .get_or_create(&function)
             .observe(record.duration.as_secs_f64());
+        self.minutes
+            .record_start(&function.function, record.start, record.duration);
     }
 
     /// Appends these metrics (without the closing `# EOF`) to `out`.

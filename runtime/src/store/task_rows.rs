@@ -140,8 +140,9 @@ pub struct Applied {
 /// List filters (FC's ListStatefulAsyncInvocations).
 #[derive(Debug, Clone, Default)]
 pub struct TaskFilter {
-    pub service: String,
-    pub function: String,
+    /// The (service, function) whose tasks to list; `None` lists every
+    /// function's (the console's list across functions).
+    pub function: Option<(String, String)>,
     pub qualifier: Option<String>,
     pub id_prefix: Option<String>,
     /// Any of these states; empty for every state.

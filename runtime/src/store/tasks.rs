@@ -343,14 +343,16 @@ impl Store {
         .await
     }
 
-    /// One page of a function's stateful tasks.
+    /// One page of a function's stateful tasks (or every function's).
     pub async fn list_tasks(&self, f: TaskFilter) -> Result<TaskPage> {
         self.read(move |c| {
-            let mut sql = format!(
-                "{} WHERE service = ? AND function = ? AND stateful = 1",
-                select(f.include_payload)
-            );
-            let mut args: Vec<rusqlite::types::Value> = vec![f.service.clone().into(), f.function.clone().into()];
+            let mut sql = format!("{} WHERE stateful = 1", select(f.include_payload));
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            if let Some((service, function)) = &f.function {
+                sql.push_str(" AND service = ? AND function = ?");
+                args.push(service.clone().into());
+                args.push(function.clone().into());
+            }
             if let Some(q) = &f.qualifier {
                 sql.push_str(" AND qualifier = ?");
                 args.push(q.clone().into());
@@ -374,17 +376,24 @@ impl Store {
                 sql.push_str(" AND created_ms <= ?");
                 args.push(e.into());
             }
+            // One function's tasks come in `tasks_by_time` order; across
+            // functions in seq (rowid) order, which is submission order
+            // too and needs no index of its own.
+            let (cmp, dir) = if f.descending { ("<", "DESC") } else { (">", "ASC") };
             if let Some((t, s)) = f.after {
-                sql.push_str(if f.descending {
-                    " AND (created_ms, seq) < (?, ?)"
+                if f.function.is_some() {
+                    sql.push_str(&format!(" AND (created_ms, seq) {cmp} (?, ?)"));
+                    args.push(t.into());
                 } else {
-                    " AND (created_ms, seq) > (?, ?)"
-                });
-                args.push(t.into());
+                    sql.push_str(&format!(" AND seq {cmp} ?"));
+                }
                 args.push(s.into());
             }
-            let dir = if f.descending { "DESC" } else { "ASC" };
-            sql.push_str(&format!(" ORDER BY created_ms {dir}, seq {dir} LIMIT ?"));
+            if f.function.is_some() {
+                sql.push_str(&format!(" ORDER BY created_ms {dir}, seq {dir} LIMIT ?"));
+            } else {
+                sql.push_str(&format!(" ORDER BY seq {dir} LIMIT ?"));
+            }
             args.push(((f.limit + 1) as i64).into());
             let mut stmt = c.prepare(&sql)?;
             let mut tasks: Vec<TaskRow> = stmt

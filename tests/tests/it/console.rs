@@ -273,3 +273,46 @@ async fn the_provisioning_page_edits_a_config_and_charts_target_current_and_star
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The list across functions shows every function's tasks with the
+/// function they belong to, under the same filters, newest first.
+#[tokio::test]
+async fn the_task_list_across_functions_shows_each_tasks_function_and_filters() {
+    let s = Server::default().await;
+    s.create_service(S).await;
+    for f in ["hello", "fail"] {
+        let guest = if f == "hello" { guests::HELLO } else { guests::FAIL };
+        s.create_function(S, f, guest, json!({})).await;
+        s.task_mode(S, f, json!({ "maxAsyncRetryAttempts": 0 })).await;
+    }
+    for (f, id) in [("hello", "a-1"), ("fail", "b-1"), ("hello", "a-2")] {
+        let r = s.invoke_async(S, f, "x", Some(id)).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    }
+    s.wait_status(S, "hello", "a-2", "Succeeded", Duration::from_secs(30))
+        .await;
+    s.wait_status(S, "fail", "b-1", "Failed", Duration::from_secs(30)).await;
+    let c = browser();
+
+    let (status, html) = page(&c, &s, "/console/tasks").await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    let order: Vec<usize> = ["data-task=\"a-2\"", "data-task=\"b-1\"", "data-task=\"a-1\""]
+        .iter()
+        .map(|t| html.find(t).unwrap_or_else(|| panic!("{t} missing: {html}")))
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "newest first: {order:?}");
+    assert!(html.contains(">console/fail</a>"), "{html}");
+    assert!(html.contains(r#"data-feed="/console/feed""#));
+
+    let (_, failed) = page(&c, &s, "/console/tasks?status=Failed").await;
+    assert!(
+        failed.contains("data-task=\"b-1\"") && !failed.contains("data-task=\"a-1\""),
+        "{failed}"
+    );
+    let (_, oldest) = page(&c, &s, "/console/tasks?order=asc&prefix=a-").await;
+    let (a1, a2) = (oldest.find("data-task=\"a-1\""), oldest.find("data-task=\"a-2\""));
+    assert!(
+        a1.is_some() && a1 < a2 && !oldest.contains("data-task=\"b-1\""),
+        "{oldest}"
+    );
+}

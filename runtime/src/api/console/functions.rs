@@ -291,7 +291,7 @@ pub async fn page(
     let params = ListParams::parse(raw.as_deref())?;
     let entry = app.registry.get_function(&service, None, &name)?;
     let href = function_href(&service, &name);
-    let tasks = super::tasks::list_view(&app, &service, &name, &href, &params).await?;
+    let tasks = super::tasks::list_view(&app, Some((&service, &name)), &href, &params).await?;
     let (provisioned_target, provisioned_current) = provisioned(&app, &service, &name);
     render(&FunctionPage {
         chrome: Chrome::new(&viewer, "functions", format!("{service}/{name}")),

@@ -14,6 +14,7 @@
 //! them, [`session`] asks for an access key id and secret and keeps a
 //! session cookie. Every POST carries a CSRF token either way.
 
+mod all_tasks;
 mod assets;
 mod charts;
 mod feed;
@@ -51,6 +52,7 @@ pub fn routes(state: SharedState) -> Router<SharedState> {
     let limit = form_limit(&state);
     let pages = Router::new()
         .route("/", get(functions::overview))
+        .route("/tasks", get(all_tasks::page))
         .route("/functions/new", get(functions::new_form).post(functions::create))
         .route("/services/{service}/functions/{function}", get(functions::page))
         .route(

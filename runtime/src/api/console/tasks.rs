@@ -96,10 +96,10 @@ impl ListParams {
     }
 
     /// The store filter these parameters mean.
-    pub fn filter(&self, service: &str, function: &str) -> Result<TaskFilter, PageError> {
+    /// The store filter over `function`'s tasks, or every function's.
+    pub fn filter_in(&self, function: Option<(String, String)>) -> Result<TaskFilter, PageError> {
         Ok(TaskFilter {
-            service: service.to_string(),
-            function: function.to_string(),
+            function,
             qualifier: Some(self.qualifier.clone()).filter(|q| !q.is_empty()),
             id_prefix: Some(self.prefix.clone()).filter(|p| !p.is_empty()),
             statuses: self.statuses.clone(),
@@ -158,16 +158,19 @@ pub struct TaskListView {
     pub query: String,
     pub next_href: Option<String>,
     pub first_href: Option<String>,
+    /// A list across functions (it shows a Function column).
+    pub all_functions: bool,
 }
 
+/// One page of `function`'s tasks (every function's for `None`) under
+/// `params`; `href` is the page the links keep.
 pub async fn list_view(
     app: &SharedState,
-    service: &str,
-    function: &str,
+    function: Option<(&str, &str)>,
     href: &str,
     params: &ListParams,
 ) -> Result<TaskListView, PageError> {
-    let filter = params.filter(service, function)?;
+    let filter = params.filter_in(function.map(|(s, f)| (s.to_string(), f.to_string())))?;
     let page = app.scheduler.store().list_tasks(filter).await?;
     let query = params.query();
     let join = |extra: &str| {
@@ -195,6 +198,7 @@ pub async fn list_view(
         sizes: PAGE_SIZES.iter().map(|n| (*n, *n == params.size)).collect(),
         next_href: page.next.map(|(t, s)| join(&format!("next={t}.{s}"))),
         first_href: params.next.map(|_| join("")),
+        all_functions: function.is_none(),
         query,
         params: params.clone(),
     })
@@ -487,7 +491,9 @@ impl BulkRequest {
     }
 
     async fn run(&self, app: &SharedState, service: &str, function: &str, dry: bool) -> Result<BulkSummary, PageError> {
-        let filter = self.params.filter(service, function)?;
+        let filter = self
+            .params
+            .filter_in(Some((service.to_string(), function.to_string())))?;
         let max = crate::api::fc::bulk::max_tasks(None)?;
         Ok(match self.action {
             BulkAction::Stop => stop_matching(app, filter, max, dry).await?,

@@ -116,6 +116,9 @@ pub fn badge_named(text: &'static str) -> Badge {
 pub struct TaskLine {
     pub id: String,
     pub href: String,
+    /// `service/function`, for lists across functions.
+    pub function: String,
+    pub function_href: String,
     pub badge: Badge,
     pub qualifier: String,
     pub started: Option<Time>,
@@ -140,6 +143,8 @@ impl TaskLine {
         TaskLine {
             id: row.invocation_id.clone(),
             href: task_href(&row.service, &row.function, &row.invocation_id),
+            function: format!("{}/{}", row.service, row.function),
+            function_href: function_href(&row.service, &row.function),
             badge: badge(row.status),
             qualifier: row.qualifier.clone(),
             started: Time::of(row.created_ms),

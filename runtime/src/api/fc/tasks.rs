@@ -135,8 +135,7 @@ pub(super) fn list_filter(scope: &Scope, limit: usize) -> ApiResult<TaskFilter> 
     let after = q.get("nextToken").map(parse_token).transpose()?;
     let include_payload = q.bool("includePayload")?.unwrap_or(false);
     Ok(TaskFilter {
-        service: scope.service.clone(),
-        function: scope.function().to_string(),
+        function: Some((scope.service.clone(), scope.function().to_string())),
         qualifier: scope.qualifier.clone(),
         id_prefix: q.get("invocationIdPrefix").map(str::to_string),
         statuses: status.into_iter().collect(),

@@ -42,3 +42,8 @@ CREATE TABLE IF NOT EXISTS task_events (
     detail     TEXT NOT NULL,
     PRIMARY KEY (task_seq, event_id)
 ) WITHOUT ROWID;
+-- Finished tasks by state, for list filters on a terminal state (Failed
+-- among a million Succeeded). Partial on end_ms like tasks_ended: a row
+-- enters it once, at its terminal transition, so the Dequeued/Running
+-- updates before that leave it alone.
+CREATE INDEX IF NOT EXISTS tasks_finished_by_status ON tasks (service, function, status, created_ms, seq) WHERE end_ms > 0;

@@ -633,7 +633,7 @@ mod tests {
     #[test]
     fn local_times_are_read_in_the_viewers_zone() {
         let p = ListParams::parse(Some("from=2026-01-01T08:00&tz=-60")).unwrap();
-        let f = p.filter("s", "f").unwrap();
+        let f = p.filter_in(None).unwrap();
         // 08:00 at UTC+1 is 07:00 UTC.
         assert_eq!(f.started_begin_ms, Some(1_767_250_800_000));
     }

@@ -47,3 +47,7 @@ CREATE TABLE IF NOT EXISTS task_events (
 -- enters it once, at its terminal transition, so the Dequeued/Running
 -- updates before that leave it alone.
 CREATE INDEX IF NOT EXISTS tasks_finished_by_status ON tasks (service, function, status, created_ms, seq) WHERE end_ms > 0;
+-- Id prefixes: the page's rows are chosen from this index alone (the
+-- prefix range, then the newest or oldest by created time), so a prefix
+-- that matches 100,000 tasks reads 100,000 index entries, not the rows.
+CREATE INDEX IF NOT EXISTS tasks_by_id_time ON tasks (service, function, invocation_id, created_ms, stateful);

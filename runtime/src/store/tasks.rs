@@ -471,7 +471,15 @@ mod prefix_tests {
 /// function's tasks in `state` when given, else `f`'s states (any when
 /// empty).
 fn page_query(c: &rusqlite::Connection, f: &TaskFilter, state: Option<TaskState>) -> rusqlite::Result<Vec<TaskRow>> {
-    let mut sql = select(f.include_payload);
+    // An id prefix of a function in any state: pick the page's rows from
+    // the (service, function, invocation_id, created_ms, stateful) index
+    // alone, then read just those, not every task the prefix matches.
+    let by_id = f.id_prefix.is_some() && f.function.is_some() && state.is_none() && f.statuses.is_empty();
+    let mut sql = if by_id {
+        "SELECT seq FROM tasks INDEXED BY tasks_by_id_time".to_string()
+    } else {
+        select(f.include_payload)
+    };
     // Not ended yet: few rows, and SQLite would rather walk tasks_by_time.
     if state.is_some_and(|s| !s.is_terminal()) {
         sql.push_str(" INDEXED BY tasks_unfinished");
@@ -539,12 +547,17 @@ fn page_query(c: &rusqlite::Connection, f: &TaskFilter, state: Option<TaskState>
         }
         args.push(s.into());
     }
-    if f.function.is_some() {
-        sql.push_str(&format!(" ORDER BY created_ms {dir}, seq {dir} LIMIT ?"));
+    let order = if f.function.is_some() {
+        format!(" ORDER BY created_ms {dir}, seq {dir}")
     } else {
-        sql.push_str(&format!(" ORDER BY seq {dir} LIMIT ?"));
-    }
+        format!(" ORDER BY seq {dir}")
+    };
+    sql.push_str(&order);
+    sql.push_str(" LIMIT ?");
     args.push(((f.limit + 1) as i64).into());
+    if by_id {
+        sql = format!("{} WHERE seq IN ({sql}){order}", select(f.include_payload));
+    }
     let mut stmt = c.prepare(&sql)?;
     stmt.query_map(rusqlite::params_from_iter(args), |r| row_from(r, f.include_payload))?
         .collect()

@@ -316,3 +316,68 @@ async fn the_task_list_across_functions_shows_each_tasks_function_and_filters() 
         "{oldest}"
     );
 }
+
+/// Triggers, versions and aliases are managed from the function's page,
+/// with the API's rules: an alias needs an existing version.
+#[tokio::test]
+async fn triggers_versions_and_aliases_are_managed_from_the_function_page() {
+    let s = Server::default().await;
+    s.create_service(S).await;
+    s.create_function(S, "web", guests::HTTP_HELLO, json!({})).await;
+    let c = browser();
+    let fpath = "/console/services/console/functions/web";
+    let (_, html) = page(&c, &s, fpath).await;
+    let csrf = csrf_of(&html);
+    let post = |path: String, form: Vec<(&'static str, &'static str)>| {
+        let mut form = form;
+        form.push(("csrf", csrf.as_str()));
+        c.post(s.url(&path)).form(&form).send()
+    };
+
+    let r = post(
+        format!("{fpath}/triggers"),
+        vec![("name", "site"), ("methods", "get, post"), ("auth", "anonymous")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let t = s
+        .get(&format!("/2016-08-15/services/{S}/functions/web/triggers/site"))
+        .await;
+    assert_eq!(t.status, StatusCode::OK, "{}", t.text());
+    assert_eq!(t.json()["triggerConfig"]["methods"], json!(["GET", "POST"]));
+
+    let r = post(format!("{fpath}/aliases"), vec![("name", "prod"), ("version", "1")])
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "no version 1 yet");
+    let r = post(format!("{fpath}/versions"), vec![("description", "first")])
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = post(format!("{fpath}/aliases"), vec![("name", "prod"), ("version", "1")])
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let a = s.get(&format!("/2016-08-15/services/{S}/aliases/prod")).await;
+    assert_eq!(a.json()["versionId"], "1", "{}", a.text());
+    let (_, html) = page(&c, &s, fpath).await;
+    assert!(html.contains("prod → 1") && html.contains("first"), "{html}");
+
+    for path in [
+        format!("{fpath}/aliases/prod/delete"),
+        format!("{fpath}/triggers/site/delete"),
+    ] {
+        assert_eq!(post(path, vec![]).await.unwrap().status(), StatusCode::SEE_OTHER);
+    }
+    assert_eq!(
+        s.get(&format!("/2016-08-15/services/{S}/aliases/prod")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        s.get(&format!("/2016-08-15/services/{S}/functions/web/triggers/site"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}

@@ -21,6 +21,7 @@ mod feed;
 mod functions;
 mod orchestrations;
 mod provisioning;
+mod releases;
 mod session;
 mod tasks;
 mod views;
@@ -58,6 +59,30 @@ pub fn routes(state: SharedState) -> Router<SharedState> {
         .route(
             "/services/{service}/functions/{function}/async-policy",
             post(functions::save_policy),
+        )
+        .route(
+            "/services/{service}/functions/{function}/triggers",
+            post(releases::create_trigger),
+        )
+        .route(
+            "/services/{service}/functions/{function}/triggers/{trigger}/delete",
+            post(releases::delete_trigger),
+        )
+        .route(
+            "/services/{service}/functions/{function}/versions",
+            post(releases::publish_version),
+        )
+        .route(
+            "/services/{service}/functions/{function}/versions/{version}/delete",
+            post(releases::delete_version),
+        )
+        .route(
+            "/services/{service}/functions/{function}/aliases",
+            post(releases::save_alias),
+        )
+        .route(
+            "/services/{service}/functions/{function}/aliases/{alias}/delete",
+            post(releases::delete_alias),
         )
         .route(
             "/services/{service}/functions/{function}/provisioning",

@@ -381,3 +381,43 @@ async fn triggers_versions_and_aliases_are_managed_from_the_function_page() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// A filter on a running and a finished state merges both, newest first.
+#[tokio::test]
+async fn a_filter_on_running_and_finished_states_lists_both_newest_first() {
+    let s = Server::default().await;
+    s.create_service(S).await;
+    s.create_function(S, "sleep", guests::SLEEP, json!({ "timeout": 120 }))
+        .await;
+    s.task_mode(S, "sleep", json!({ "maxAsyncRetryAttempts": 0 })).await;
+    for (id, ms) in [("done-1", 1), ("long-1", 600_000), ("done-2", 1), ("stop-1", 600_000)] {
+        let r = s
+            .invoke_async(S, "sleep", json!({ "ms": ms }).to_string(), Some(id))
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+        let want = if ms == 1 { "Succeeded" } else { "Running" };
+        s.wait_status(S, "sleep", id, want, Duration::from_secs(30)).await;
+    }
+    let r = s
+        .call(
+            reqwest::Method::PUT,
+            &format!("/2016-08-15/services/{S}/functions/sleep/stateful-async-invocations/stop-1"),
+            "",
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    s.wait_status(S, "sleep", "stop-1", "Stopped", Duration::from_secs(30))
+        .await;
+
+    let (_, html) = page(
+        &browser(),
+        &s,
+        "/console/services/console/functions/sleep?status=Running&status=Stopped",
+    )
+    .await;
+    let at = |id: &str| html.find(&format!("data-task=\"{id}\""));
+    assert!(at("stop-1").is_some() && at("long-1").is_some(), "{html}");
+    assert!(at("stop-1") < at("long-1"), "newest first");
+    assert!(at("done-1").is_none() && at("done-2").is_none(), "{html}");
+}

@@ -18,6 +18,7 @@ mod log_budget;
 mod orch_control;
 mod orch_rows;
 mod registry;
+mod task_list;
 mod task_rows;
 mod tasks;
 

@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS task_events (
 -- among a million Succeeded). Partial on end_ms like tasks_ended: a row
 -- enters it once, at its terminal transition, so the Dequeued/Running
 -- updates before that leave it alone.
-CREATE INDEX IF NOT EXISTS tasks_finished_by_status ON tasks (service, function, status, created_ms, seq) WHERE end_ms > 0;
+-- It also counts finished tasks by state for the console's overview.
+CREATE INDEX IF NOT EXISTS tasks_finished_by_status ON tasks (service, function, status, stateful, created_ms, seq) WHERE end_ms > 0;
 -- Id prefixes: the page's rows are chosen from this index alone (the
 -- prefix range, then the newest or oldest by created time), so a prefix
 -- that matches 100,000 tasks reads 100,000 index entries, not the rows.

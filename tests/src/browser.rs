@@ -45,6 +45,11 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Whether WebDriver refused an element because the page replaced it.
+fn is_stale(err: &fantoccini::error::CmdError) -> bool {
+    err.to_string().contains("stale element")
+}
+
 /// Where the screenshots go: `target/console-screenshots/`.
 pub fn screenshot_dir() -> PathBuf {
     let dir = repo_root().join("target").join("console-screenshots");
@@ -169,11 +174,18 @@ impl Browser {
         }
     }
 
-    /// Clicks the element `css` matches (waiting for it first).
+    /// Clicks the element `css` matches (waiting for it first). A live
+    /// refresh may swap the element out between finding and clicking it
+    /// (a stale reference): then it is found again.
     pub async fn click(&self, css: &str) {
-        let e = self.wait(css).await;
-        if let Err(err) = e.click().await {
-            panic!("{}", self.report(&format!("clicking `{css}`: {err}")).await);
+        let started = Instant::now();
+        loop {
+            let e = self.wait(css).await;
+            match e.click().await {
+                Ok(()) => return,
+                Err(err) if is_stale(&err) && started.elapsed() < PATIENCE => continue,
+                Err(err) => panic!("{}", self.report(&format!("clicking `{css}`: {err}")).await),
+            }
         }
     }
 
@@ -196,7 +208,14 @@ impl Browser {
 
     /// The visible text of the element `css` matches.
     pub async fn text(&self, css: &str) -> String {
-        self.wait(css).await.text().await.unwrap_or_default()
+        let started = Instant::now();
+        loop {
+            match self.wait(css).await.text().await {
+                Ok(t) => return t,
+                Err(err) if is_stale(&err) && started.elapsed() < PATIENCE => continue,
+                Err(err) => panic!("{}", self.report(&format!("reading `{css}`: {err}")).await),
+            }
+        }
     }
 
     /// Sets a marker on the current document; [`Browser::same_document`]

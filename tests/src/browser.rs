@@ -146,6 +146,22 @@ impl Browser {
         }
     }
 
+    /// Waits until the page's path is no longer `from` (a form's redirect
+    /// has landed), and returns the new one.
+    pub async fn wait_path_change(&self, from: &str) -> String {
+        let started = Instant::now();
+        loop {
+            let now = self.path().await;
+            if now != from {
+                return now;
+            }
+            if started.elapsed() > PATIENCE {
+                panic!("{}", self.report(&format!("still on {from} after {PATIENCE:?}")).await);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits until `css` matches an element, and returns it.
     pub async fn wait(&self, css: &str) -> Element {
         let started = Instant::now();

@@ -59,9 +59,10 @@ async fn a_task_function_is_uploaded_and_its_delayed_task_stopped_and_rerun() {
     let t = s.task("media", "transcode", "video-1").await;
     assert_eq!(t["status"], "Stopped", "{t}");
 
+    let stopped_path = b.path().await;
     b.click("#rerun-task").await;
+    let rerun_path = b.wait_path_change(&stopped_path).await;
     b.wait("#task-status").await;
-    let rerun_path = b.path().await;
     assert!(
         !rerun_path.ends_with("/video-1"),
         "a re-run is a new task: {rerun_path}"
@@ -115,8 +116,9 @@ async fn an_http_task_is_submitted_and_rerun() {
     let first = b.path().await;
 
     b.click("#rerun-task").await;
+    // The re-run is a new task: its own page.
+    b.wait_path_change(&first).await;
     b.wait("#task-status[data-status='Succeeded']").await;
-    assert_ne!(b.path().await, first, "the re-run is a new task");
     assert!(b.text("#result").await.contains(r#""path":"/orders""#));
     assert!(b.text("#payload").await.contains("one order"));
     b.finish().await;

@@ -4,7 +4,7 @@
 use askama::Template;
 use axum::extract::{Extension, RawQuery, State};
 
-use super::tasks::{ListParams, TaskListView, list_view};
+use super::task_list::{ListParams, TaskListView, list_view};
 use super::views::Chrome;
 use super::{PageResult, Viewer, render};
 use crate::api::SharedState;

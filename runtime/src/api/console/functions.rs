@@ -11,7 +11,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::tasks::{ListParams, TaskListView};
+use super::task_list::{ListParams, TaskListView};
 use super::views::{self, Chrome, function_href};
 use super::{PageError, PageResult, Viewer, render, see_other};
 use crate::api::SharedState;
@@ -291,7 +291,7 @@ pub async fn page(
     let params = ListParams::parse(raw.as_deref())?;
     let entry = app.registry.get_function(&service, None, &name)?;
     let href = function_href(&service, &name);
-    let tasks = super::tasks::list_view(&app, Some((&service, &name)), &href, &params).await?;
+    let tasks = super::task_list::list_view(&app, Some((&service, &name)), &href, &params).await?;
     let (provisioned_target, provisioned_current) = provisioned(&app, &service, &name);
     render(&FunctionPage {
         chrome: Chrome::new(&viewer, "functions", format!("{service}/{name}")),

@@ -23,6 +23,7 @@ mod orchestrations;
 mod provisioning;
 mod releases;
 mod session;
+mod task_list;
 mod tasks;
 mod views;
 

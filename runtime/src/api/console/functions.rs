@@ -327,11 +327,7 @@ pub async fn page(
 }
 
 fn named_lines(docs: Vec<Map<String, Value>>, name: &str, detail: &str) -> Vec<NamedLine> {
-    let text = |v: Option<&Value>| match v {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => String::new(),
-        Some(other) => other.to_string(),
-    };
+    let text = views::json_text;
     docs.iter()
         .map(|d| NamedLine {
             name: text(d.get(name)),

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::charts::{self, Series};
-use super::views::{Chrome, function_href};
+use super::views::{Chrome, function_href, json_text as text};
 use super::{PageError, PageResult, Viewer, render, see_other};
 use crate::api::SharedState;
 use crate::api::fc::provision::{function_configs, put_config};
@@ -45,14 +45,6 @@ struct ProvisioningPage {
     qualifiers: Vec<String>,
     starts_chart: String,
     latency_chart: String,
-}
-
-fn text(v: Option<&Value>) -> String {
-    match v {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => String::new(),
-        Some(other) => other.to_string(),
-    }
 }
 
 fn rows(doc: &Map<String, Value>, key: &str, fields: &[&str]) -> Vec<Row> {

@@ -179,6 +179,16 @@ pub fn task_href(service: &str, function: &str, id: &str) -> String {
     format!("{}/tasks/{}", function_href(service, function), seg(id))
 }
 
+/// A document's field as the page shows it: strings as they are, nothing
+/// for a missing or null field, other values as JSON.
+pub fn json_text(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
 /// An HTTP task's recorded response (`{status, headers, body,
 /// bodyBase64}`), as the text of an HTTP response; anything else as is.
 pub fn describe_response(result: &str) -> String {

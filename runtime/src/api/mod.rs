@@ -1,4 +1,5 @@
 //! The HTTP surface: FC 2.0 routes under `/2016-08-15` and `/2021-04-06`,
+//! FC 3.0 routes under `/2023-03-30`,
 //! the Durable instance API, the web console under `/console/`, `/metrics`
 //! and the code download route.
 //!
@@ -17,6 +18,7 @@ pub mod console;
 mod durable;
 pub mod error;
 mod fc;
+mod fc3;
 mod front;
 pub(crate) mod headers;
 pub mod listener;
@@ -133,6 +135,7 @@ pub fn router(state: SharedState) -> Router {
     let mut routes = Router::new()
         .nest("/2016-08-15", fc_routes.clone())
         .nest("/2021-04-06", fc_routes)
+        .nest("/2023-03-30", fc3::routes())
         .merge(fc::download_routes())
         .merge(fc::proxy_routes())
         .merge(durable::routes())

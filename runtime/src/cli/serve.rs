@@ -279,6 +279,13 @@ impl ServeCommand {
                 ..PoolConfig::default()
             },
         );
+        // Reserved concurrency is in force before the first task runs.
+        for (service, function, _, doc) in
+            registry.list_function_configs(crate::registry::ConfigTable::Concurrency, None, None, None)
+        {
+            let limit = doc.get("reservedConcurrency").and_then(serde_json::Value::as_u64);
+            pool.set_reserved_concurrency(&service, &function, limit);
+        }
         let defaults = SchedulerConfig::default();
         let concurrency = self.task_concurrency.unwrap_or(defaults.concurrency).max(1);
         let scheduler = Scheduler::start(

@@ -139,6 +139,10 @@ pub enum InvokeError {
     /// No instance could be had (the pool or the allocator is full).
     #[error("{0}")]
     Capacity(String),
+    /// The function's reserved concurrency (its ConcurrencyConfig) was in
+    /// use by other invocations for as long as this one could wait.
+    #[error("the function's reserved concurrency of {0} is in use by other invocations")]
+    ConcurrencyLimit(u64),
     /// The host failed; not the guest's fault.
     #[error("internal error: {0}")]
     Internal(String),
@@ -175,7 +179,7 @@ impl InvokeError {
             InvokeError::FuelExhausted(_) => "FuelExhausted",
             InvokeError::WrongGuestKind(_) => "WrongGuestKind",
             InvokeError::Initialization(_) => "InitializationError",
-            InvokeError::Capacity(_) => "Throttled",
+            InvokeError::Capacity(_) | InvokeError::ConcurrencyLimit(_) => "Throttled",
             InvokeError::Internal(_) => "InternalError",
         }
     }

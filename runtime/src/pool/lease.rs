@@ -8,6 +8,7 @@ use bytes::Bytes;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::live::Tracked;
+use super::reserved::GatePass;
 use super::slots::{BusyMark, FunctionPool, ProvisionedMark, Slot};
 use super::{Pool, PooledInvocation, StartKind};
 use crate::engine::{
@@ -22,6 +23,8 @@ pub(super) struct HttpHold {
     pub(super) _function: OwnedSemaphorePermit,
     pub(super) _provisioned: Option<ProvisionedMark>,
     pub(super) _busy: Option<BusyMark>,
+    /// Inside the function's reserved concurrency while its guest runs.
+    pub(super) _reserved: GatePass,
     /// Listed among the live instances while its guest runs.
     pub(super) _tracked: Tracked,
 }
@@ -69,6 +72,8 @@ pub struct Lease {
     pub(super) start: StartKind,
     /// Held while a provisioned instance serves (dropped with the lease).
     pub(super) _busy: Option<BusyMark>,
+    /// Inside the function's reserved concurrency (left with the lease).
+    pub(super) _reserved: GatePass,
     /// A forced cold start: after this invocation drop the instance even if
     /// it could serve again, and unload the function's compiled code with it.
     pub(super) forced_cold: bool,
@@ -91,7 +96,9 @@ impl Lease {
     /// Splits the lease into an HTTP function's instance and what must be
     /// held while its guest runs (the instance permits).
     pub(super) fn into_http(self) -> Result<(HttpInstance, HttpHold), (String, InvokeError)> {
-        let Lease { slot, _busy, .. } = self;
+        let Lease {
+            slot, _busy, _reserved, ..
+        } = self;
         let Slot {
             instance,
             provisioned,
@@ -108,6 +115,7 @@ impl Lease {
                     _function,
                     _provisioned: provisioned,
                     _busy,
+                    _reserved,
                     _tracked: tracked,
                 },
             )),

@@ -37,6 +37,7 @@ mod listing;
 mod live;
 mod provisioned;
 mod reclaim;
+mod reserved;
 mod slots;
 
 use key::KeyFields;
@@ -134,6 +135,8 @@ struct Inner {
     /// Searched on every invocation by a key of five strings: foldhash
     /// (seeded per process) hashes it in a fraction of SipHash's time.
     functions: DashMap<PoolKey, Arc<FunctionPool>, foldhash::fast::RandomState>,
+    /// Each function's reserved-concurrency gate, by (service, function).
+    gates: DashMap<(String, String), Arc<reserved::Gate>>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -154,6 +157,7 @@ impl Pool {
                 global: Arc::new(Semaphore::new(config.max_instances)),
                 config,
                 functions: DashMap::with_hasher(foldhash::fast::RandomState::default()),
+                gates: DashMap::new(),
             }),
         };
         pool.spawn_reaper();
@@ -181,6 +185,7 @@ impl Pool {
             .or_insert_with(|| {
                 let spec = &resolved.function.spec;
                 Arc::new(FunctionPool {
+                    gate: self.gate(&resolved.service, &spec.name),
                     entry: resolved.function.clone(),
                     label: format!("{}/{}", resolved.service, spec.name),
                     settings: Arc::new(InstanceSettings {
@@ -368,6 +373,7 @@ impl Pool {
                 "no instance available within {wait:?}: the instance limit is reached"
             ))
         };
+        let reserved = fp.gate.enter(wait).await.map_err(InvokeError::ConcurrencyLimit)?;
         let waiter = fp.clone();
         let function = loop {
             // Created before looking, so an instance returned between the
@@ -398,6 +404,7 @@ impl Pool {
                     slot: idle.slot,
                     start,
                     _busy: busy,
+                    _reserved: reserved,
                     forced_cold: false,
                 });
             }
@@ -420,6 +427,7 @@ impl Pool {
             slot,
             start: StartKind::Cold,
             _busy: None,
+            _reserved: reserved,
             forced_cold: false,
         })
     }

@@ -36,6 +36,7 @@ impl Pool {
 
     /// Drops idle instances of one function (it was updated or deleted).
     pub fn release_function(&self, service: &str, function: &str) {
+        self.inner.gates.remove(&(service.to_string(), function.to_string()));
         self.inner
             .functions
             .retain(|k, _| !(k.service == service && k.function == function));

@@ -84,6 +84,8 @@ pub(super) struct IdleSlot {
 }
 
 pub(super) struct FunctionPool {
+    /// The function's reserved-concurrency gate (shared by its versions).
+    pub(super) gate: Arc<super::reserved::Gate>,
     pub(super) entry: Arc<FunctionEntry>,
     /// `service/function`, the metrics label of its invocations.
     pub(super) label: String,

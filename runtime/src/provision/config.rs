@@ -7,7 +7,8 @@
 
 use std::str::FromStr;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
 use serde_json::{Map, Value, json};
 
 /// Largest target accepted (FC documents 1–100000).
@@ -24,14 +25,15 @@ fn bad(msg: impl Into<String>) -> ConfigError {
 /// When a scheduled action fires.
 #[derive(Debug, Clone)]
 pub enum Schedule {
-    /// `cron(sec min hour day month weekday)`, UTC.
-    Cron(Box<cron::Schedule>),
+    /// `cron(sec min hour day month weekday)`, in the action's `timeZone`
+    /// (UTC when it has none).
+    Cron(Box<cron::Schedule>, Tz),
     /// `at(yyyy-mm-ddThh:mm:ssZ)`: once.
     At(DateTime<Utc>),
 }
 
 impl Schedule {
-    pub fn parse(expr: &str) -> Result<Schedule, ConfigError> {
+    pub fn parse(expr: &str, tz: Tz) -> Result<Schedule, ConfigError> {
         let expr = expr.trim();
         if let Some(inner) = expr.strip_prefix("cron(").and_then(|e| e.strip_suffix(')')) {
             let fields = inner.split_whitespace().count();
@@ -45,10 +47,10 @@ impl Schedule {
                     "scheduleExpression '{expr}' is not a valid cron expression: {e}"
                 ))
             })?;
-            return Ok(Schedule::Cron(Box::new(schedule)));
+            return Ok(Schedule::Cron(Box::new(schedule), tz));
         }
         if let Some(inner) = expr.strip_prefix("at(").and_then(|e| e.strip_suffix(')')) {
-            let at = parse_time(inner)
+            let at = parse_time(inner, tz)
                 .map_err(|_| bad(format!("scheduleExpression '{expr}': at() takes yyyy-mm-ddThh:mm:ssZ")))?;
             return Ok(Schedule::At(at));
         }
@@ -63,13 +65,40 @@ impl Schedule {
             Schedule::At(at) => (*at <= now).then_some(*at),
             // The iterator starts after `now + 1s`, so stepping back once
             // yields the latest fire time <= now.
-            Schedule::Cron(s) => s.after(&(now + chrono::Duration::seconds(1))).next_back(),
+            Schedule::Cron(s, tz) => s
+                .after(&(now.with_timezone(tz) + chrono::Duration::seconds(1)))
+                .next_back()
+                .map(|t| t.with_timezone(&Utc)),
         }
     }
 }
 
-fn parse_time(s: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
-    DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc))
+/// A time with its offset (`2024-01-01T08:00:00+08:00`, `...Z`), or a
+/// local time without one (`2024-01-01T08:00:00`, as FC 3.0 sends them
+/// beside a `timeZone`), read in `tz`.
+fn parse_time(s: &str, tz: Tz) -> Result<DateTime<Utc>, ()> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let local = NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S").map_err(|_| ())?;
+    tz.from_local_datetime(&local)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or(())
+}
+
+/// An action's or policy's `timeZone` (an IANA name); UTC when absent.
+fn time_zone(obj: &Map<String, Value>, what: &str) -> Result<Tz, ConfigError> {
+    match obj.get("timeZone") {
+        None | Some(Value::Null) => Ok(Tz::UTC),
+        Some(Value::String(s)) if s.is_empty() => Ok(Tz::UTC),
+        Some(Value::String(s)) => Tz::from_str(s).map_err(|_| {
+            bad(format!(
+                "{what}.timeZone '{s}' is not an IANA time zone (e.g. Asia/Shanghai)"
+            ))
+        }),
+        Some(other) => Err(bad(format!("{what}.timeZone must be a string, got {other}"))),
+    }
 }
 
 /// A start/end window; either end may be open.
@@ -80,12 +109,12 @@ pub struct Window {
 }
 
 impl Window {
-    fn parse(obj: &Map<String, Value>, what: &str) -> Result<Window, ConfigError> {
+    fn parse(obj: &Map<String, Value>, what: &str, tz: Tz) -> Result<Window, ConfigError> {
         let time = |key: &str| -> Result<Option<DateTime<Utc>>, ConfigError> {
             match obj.get(key) {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::String(s)) if s.is_empty() => Ok(None),
-                Some(Value::String(s)) => parse_time(s)
+                Some(Value::String(s)) => parse_time(s, tz)
                     .map(Some)
                     .map_err(|_| bad(format!("{what}.{key} '{s}' is not a time like 2024-01-01T00:00:00Z"))),
                 Some(other) => Err(bad(format!("{what}.{key} must be a string, got {other}"))),
@@ -165,7 +194,11 @@ fn array<'a>(body: &'a Map<String, Value>, key: &str) -> Result<&'a [Value], Con
 impl ProvisionConfig {
     /// Parses a PutProvisionConfig body (both SDKs' shapes).
     pub fn parse(body: &Map<String, Value>) -> Result<ProvisionConfig, ConfigError> {
-        let target = uint(body, "target", "body", true)?.unwrap_or(0);
+        // FC 3.0 calls the plain target `defaultTarget`.
+        let target = match uint(body, "defaultTarget", "body", false)? {
+            Some(t) => t,
+            None => uint(body, "target", "body", true)?.unwrap_or(0),
+        };
         let always_allocate_cpu = match body.get("alwaysAllocateCPU") {
             None | Some(Value::Null) => true,
             Some(Value::Bool(b)) => *b,
@@ -181,11 +214,12 @@ impl ProvisionConfig {
                 .get("scheduleExpression")
                 .and_then(Value::as_str)
                 .ok_or_else(|| bad(format!("{what}.scheduleExpression is required")))?;
+            let tz = time_zone(obj, &what)?;
             scheduled.push(ScheduledAction {
                 name: name(obj, &what)?,
-                window: Window::parse(obj, &what)?,
+                window: Window::parse(obj, &what, tz)?,
                 target: uint(obj, "target", &what, true)?.unwrap_or(0),
-                schedule: Schedule::parse(expr)?,
+                schedule: Schedule::parse(expr, tz)?,
             });
         }
         let mut tracking = Vec::new();
@@ -219,7 +253,7 @@ impl ProvisionConfig {
             }
             tracking.push(TrackingPolicy {
                 name: name(obj, &what)?,
-                window: Window::parse(obj, &what)?,
+                window: Window::parse(obj, &what, time_zone(obj, &what)?)?,
                 metric_target,
                 min,
                 max,
@@ -304,24 +338,37 @@ mod tests {
     use super::*;
 
     fn t(s: &str) -> DateTime<Utc> {
-        parse_time(s).unwrap()
+        parse_time(s, Tz::UTC).unwrap()
     }
 
     #[test]
     fn parses_and_rejects_schedules() {
-        assert!(matches!(Schedule::parse("cron(0 0 8 * * *)"), Ok(Schedule::Cron(_))));
         assert!(matches!(
-            Schedule::parse("at(2030-01-01T00:00:00Z)"),
+            Schedule::parse("cron(0 0 8 * * *)", Tz::UTC),
+            Ok(Schedule::Cron(..))
+        ));
+        assert!(matches!(
+            Schedule::parse("at(2030-01-01T00:00:00Z)", Tz::UTC),
             Ok(Schedule::At(_))
         ));
         for bad in ["cron(0 8 * * *)", "cron(x y z * * *)", "at(tomorrow)", "every day", ""] {
-            assert!(Schedule::parse(bad).is_err(), "{bad}");
+            assert!(Schedule::parse(bad, Tz::UTC).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn cron_last_fire_is_at_or_before_now() {
-        let s = Schedule::parse("cron(0 0 8 * * *)").unwrap();
+        let s = Schedule::parse("cron(0 0 8 * * *)", Tz::UTC).unwrap();
+        let shanghai = Schedule::parse("cron(0 0 8 * * *)", Tz::Asia__Shanghai).unwrap();
+        // 08:00 in Shanghai is 00:00 UTC.
+        assert_eq!(
+            shanghai.last_fire(t("2024-05-01T01:00:00Z")),
+            Some(t("2024-05-01T00:00:00Z"))
+        );
+        assert_eq!(
+            parse_time("2024-05-01T08:00:00", Tz::Asia__Shanghai),
+            Ok(t("2024-05-01T00:00:00Z"))
+        );
         assert_eq!(s.last_fire(t("2030-01-02T09:00:00Z")), Some(t("2030-01-02T08:00:00Z")));
         assert_eq!(s.last_fire(t("2030-01-02T08:00:00Z")), Some(t("2030-01-02T08:00:00Z")));
         assert_eq!(s.last_fire(t("2030-01-02T07:59:59Z")), Some(t("2030-01-01T08:00:00Z")));
@@ -391,13 +438,13 @@ mod tests {
 mod properties {
     use proptest::prelude::*;
 
-    use super::Schedule;
+    use super::{Schedule, Tz};
 
     proptest! {
         /// Any text is answered, never a panic.
         #[test]
         fn arbitrary_expressions_are_answered(expr in "(cron\\(|at\\()?[ -~]{0,60}\\)?") {
-            let _ = Schedule::parse(&expr);
+            let _ = Schedule::parse(&expr, Tz::UTC);
         }
 
         /// A cron expression of plain fields parses, and its last firing is
@@ -407,7 +454,7 @@ mod properties {
             sec in 0u32..60, min in 0u32..60, hour in 0u32..24, day in 1u32..29, month in 1u32..13,
         ) {
             let expr = format!("cron({sec} {min} {hour} {day} {month} *)");
-            let schedule = Schedule::parse(&expr);
+            let schedule = Schedule::parse(&expr, Tz::UTC);
             prop_assert!(schedule.is_ok(), "{expr}");
             let now = chrono::Utc::now();
             if let Some(at) = schedule.unwrap().last_fire(now) {
@@ -419,7 +466,7 @@ mod properties {
         fn at_expressions_round_trip(secs in 0i64..4_000_000_000) {
             let t = chrono::DateTime::from_timestamp(secs, 0).unwrap();
             let expr = format!("at({})", t.format("%Y-%m-%dT%H:%M:%SZ"));
-            match Schedule::parse(&expr) {
+            match Schedule::parse(&expr, Tz::UTC) {
                 Ok(Schedule::At(at)) => prop_assert_eq!(at, t),
                 other => prop_assert!(false, "{expr}: {other:?}"),
             }

@@ -1,16 +1,11 @@
-//! Per-function configs (async invoke, provision), per qualifier.
+//! Per-function configs (async invoke, provision, concurrency), per qualifier.
 
 use serde_json::{Map, Value};
 
 use super::{Qualifier, Registry, RegistryError, Result, parse_qualifier};
 use crate::store::RegistryChange;
 
-/// Which per-function config table an operation touches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConfigTable {
-    AsyncInvoke,
-    Provision,
-}
+pub use crate::store::ConfigTable;
 
 impl Registry {
     /// The function named by a config's (service, qualifier, function) must
@@ -39,27 +34,17 @@ impl Registry {
         doc: Map<String, Value>,
     ) -> Result<Map<String, Value>> {
         let _guard = self.inner.write_lock.lock().await;
-        let change = match table {
-            ConfigTable::AsyncInvoke => RegistryChange::PutAsyncConfig {
-                service: service.into(),
-                function: function.into(),
-                qualifier: qualifier.into(),
-                doc: Value::Object(doc.clone()),
-            },
-            ConfigTable::Provision => RegistryChange::PutProvisionConfig {
-                service: service.into(),
-                function: function.into(),
-                qualifier: qualifier.into(),
-                doc: Value::Object(doc.clone()),
-            },
+        let change = RegistryChange::PutConfig {
+            table,
+            service: service.into(),
+            function: function.into(),
+            qualifier: qualifier.into(),
+            doc: Value::Object(doc.clone()),
         };
         self.persist(vec![change]).await?;
         if let Some(s) = self.inner.state.write().services.get_mut(service) {
-            let key = (function.to_string(), qualifier.to_string());
-            match table {
-                ConfigTable::AsyncInvoke => s.async_configs.insert(key, doc.clone()),
-                ConfigTable::Provision => s.provision_configs.insert(key, doc.clone()),
-            };
+            s.configs
+                .insert((table, function.into(), qualifier.into()), doc.clone());
         }
         Ok(doc)
     }
@@ -73,11 +58,9 @@ impl Registry {
     ) -> Option<Map<String, Value>> {
         self.read(|s| {
             let svc = s.services.get(service)?;
-            let key = (function.to_string(), qualifier.to_string());
-            match table {
-                ConfigTable::AsyncInvoke => svc.async_configs.get(&key).cloned(),
-                ConfigTable::Provision => svc.provision_configs.get(&key).cloned(),
-            }
+            svc.configs
+                .get(&(table, function.to_string(), qualifier.to_string()))
+                .cloned()
         })
     }
 
@@ -92,25 +75,15 @@ impl Registry {
         if self.get_function_config(table, service, function, qualifier).is_none() {
             return Ok(false);
         }
-        let change = match table {
-            ConfigTable::AsyncInvoke => RegistryChange::DeleteAsyncConfig {
-                service: service.into(),
-                function: function.into(),
-                qualifier: qualifier.into(),
-            },
-            ConfigTable::Provision => RegistryChange::DeleteProvisionConfig {
-                service: service.into(),
-                function: function.into(),
-                qualifier: qualifier.into(),
-            },
+        let change = RegistryChange::DeleteConfig {
+            table,
+            service: service.into(),
+            function: function.into(),
+            qualifier: qualifier.into(),
         };
         self.persist(vec![change]).await?;
         if let Some(s) = self.inner.state.write().services.get_mut(service) {
-            let key = (function.to_string(), qualifier.to_string());
-            match table {
-                ConfigTable::AsyncInvoke => s.async_configs.remove(&key),
-                ConfigTable::Provision => s.provision_configs.remove(&key),
-            };
+            s.configs.remove(&(table, function.to_string(), qualifier.to_string()));
         }
         Ok(true)
     }
@@ -130,11 +103,10 @@ impl Registry {
                 if service.is_some_and(|x| x != svc_name) {
                     continue;
                 }
-                let map = match table {
-                    ConfigTable::AsyncInvoke => &svc.async_configs,
-                    ConfigTable::Provision => &svc.provision_configs,
-                };
-                for ((f, q), doc) in map {
+                for ((t, f, q), doc) in &svc.configs {
+                    if *t != table {
+                        continue;
+                    }
                     if function.is_some_and(|x| x != f) || qualifier.is_some_and(|x| x != q) {
                         continue;
                     }

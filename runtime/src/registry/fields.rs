@@ -33,6 +33,18 @@ impl Fields {
         Fields { map }
     }
 
+    /// Sets `key` (a front end translating another API's field names).
+    pub fn set(&mut self, key: &str, value: Value) {
+        self.map.insert(key.to_string(), value);
+    }
+
+    /// Renames `from` to `to`, if present.
+    pub fn rename(&mut self, from: &str, to: &str) {
+        if let Some(v) = self.map.remove(from) {
+            self.map.insert(to.to_string(), v);
+        }
+    }
+
     /// The raw value, with `null` read as absent.
     pub fn value(&self, key: &str) -> Option<&Value> {
         self.map.get(key).filter(|v| !v.is_null())

@@ -92,6 +92,24 @@ impl Registry {
     // ---- functions -----------------------------------------------------
 
     pub async fn create_function(&self, service: &str, body: &Fields) -> Result<Map<String, Value>> {
+        // Known before the slow part (compiling), and checked again under
+        // the lock.
+        self.service_entry(service, |_| Ok(()))?;
+        let new = self.prepare_function(body).await?;
+        let _guard = self.inner.write_lock.lock().await;
+        if self.service_entry(service, |s| Ok(s.functions.contains_key(&new.name)))? {
+            return Err(RegistryError::AlreadyExists {
+                kind: "function",
+                name: new.name,
+            });
+        }
+        self.store_function(service, &new.name, new.doc, new.changes, None)
+            .await
+    }
+
+    /// Checks a CreateFunction body and ingests its code: everything but
+    /// the write. Nothing is stored unless the code compiles.
+    pub(super) async fn prepare_function(&self, body: &Fields) -> Result<NewFunction> {
         let name = body
             .str("functionName")?
             .ok_or_else(|| RegistryError::InvalidArgument("functionName is required".into()))?;
@@ -99,7 +117,6 @@ impl Registry {
         let package = self
             .decode_zip_file(body)?
             .ok_or_else(|| RegistryError::InvalidArgument("code is required".into()))?;
-        self.service_entry(service, |_| Ok(()))?;
         if body.str("runtime")?.is_none() {
             return Err(RegistryError::InvalidArgument(
                 "runtime is required (use \"wasm\")".into(),
@@ -109,14 +126,9 @@ impl Registry {
         let mut doc = new_function_doc(&name);
         apply_function_fields(body, &mut doc)?;
         self.check_fuel_budget(&doc)?;
-        // Compile before taking the write lock: validation is the slow part.
         let (pkg, kind, has_init) = self.ingest_code(package, &handler).await?;
-        let _guard = self.inner.write_lock.lock().await;
-        if self.service_entry(service, |s| Ok(s.functions.contains_key(&name)))? {
-            return Err(RegistryError::AlreadyExists { kind: "function", name });
-        }
-        let code_change = set_code(&mut doc, &pkg, kind, has_init)?;
-        self.store_function(service, &name, doc, code_change).await
+        let changes = set_code(&mut doc, &pkg, kind, has_init)?.into_iter().collect();
+        Ok(NewFunction { name, doc, changes })
     }
 
     /// A `fuelBudget` can only be enforced by a server that meters fuel.
@@ -173,7 +185,8 @@ impl Registry {
                 None
             }
         };
-        self.store_function(service, name, doc, code_change).await
+        self.store_function(service, name, doc, code_change.into_iter().collect(), None)
+            .await
     }
 
     /// `PUT .../functions/{f}/code` with a raw `application/wasm` body: the
@@ -190,19 +203,23 @@ impl Registry {
             None => new_function_doc(name),
         };
         let code_change = set_code(&mut doc, &pkg, kind, has_init)?;
-        self.store_function(service, name, doc, code_change).await
+        self.store_function(service, name, doc, code_change.into_iter().collect(), None)
+            .await
     }
 
-    async fn store_function(
+    /// Writes a function's document after `changes` (its code row, and for
+    /// a function created with its own service, that service's row) in one
+    /// commit, then serves it. Called under the write lock.
+    pub(super) async fn store_function(
         &self,
         service: &str,
         name: &str,
         mut doc: Map<String, Value>,
-        code_change: Option<RegistryChange>,
+        mut changes: Vec<RegistryChange>,
+        new_service: Option<Map<String, Value>>,
     ) -> Result<Map<String, Value>> {
         doc.insert("lastModifiedTime".into(), json!(iso_now()));
         let entry = FunctionEntry::new(doc.clone())?;
-        let mut changes: Vec<RegistryChange> = code_change.into_iter().collect();
         changes.push(RegistryChange::PutFunction {
             service: service.into(),
             name: name.into(),
@@ -218,6 +235,15 @@ impl Registry {
                 entry.spec.code_checksum.clone(),
             ),
         );
+        if let Some(doc) = new_service {
+            st.services.insert(
+                service.into(),
+                super::ServiceEntry {
+                    doc,
+                    ..Default::default()
+                },
+            );
+        }
         let changed = events::RegistryEvent::FunctionChanged {
             service: service.into(),
             function: name.into(),
@@ -266,8 +292,7 @@ impl Registry {
         if let Some(s) = self.inner.state.write().services.get_mut(service) {
             s.functions.remove(name);
             s.triggers.remove(name);
-            s.async_configs.retain(|(f, _), _| f != name);
-            s.provision_configs.retain(|(f, _), _| f != name);
+            s.configs.retain(|(_, f, _), _| f != name);
         }
         self.announce(events::RegistryEvent::FunctionDeleted {
             service: service.into(),
@@ -296,6 +321,14 @@ impl Registry {
     pub fn package_known(&self, package_sha256: &str) -> bool {
         self.read(|s| s.code.contains_key(package_sha256))
     }
+}
+
+/// A checked CreateFunction: its name, its document and the code row its
+/// write carries.
+pub(super) struct NewFunction {
+    pub name: String,
+    pub doc: Map<String, Value>,
+    pub changes: Vec<RegistryChange>,
 }
 
 fn new_function_doc(name: &str) -> Map<String, Value> {

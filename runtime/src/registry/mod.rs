@@ -17,6 +17,7 @@ pub mod events;
 mod fields;
 mod functions;
 pub mod names;
+mod own_service;
 mod resolve;
 mod services;
 mod spec;
@@ -111,9 +112,8 @@ struct ServiceEntry {
     aliases: BTreeMap<String, Map<String, Value>>,
     /// function → trigger name → doc
     triggers: BTreeMap<String, BTreeMap<String, Map<String, Value>>>,
-    /// (function, qualifier) → doc
-    async_configs: BTreeMap<(String, String), Map<String, Value>>,
-    provision_configs: BTreeMap<(String, String), Map<String, Value>>,
+    /// (table, function, qualifier) → doc
+    configs: BTreeMap<(ConfigTable, String, String), Map<String, Value>>,
 }
 
 #[derive(Debug, Default)]
@@ -300,14 +300,9 @@ impl Registry {
                 s.triggers.entry(f).or_default().insert(name, as_map(doc));
             }
         }
-        for (svc, f, q, doc) in rows.async_configs {
+        for (table, svc, f, q, doc) in rows.configs {
             if let Some(s) = state.services.get_mut(&svc) {
-                s.async_configs.insert((f, q), as_map(doc));
-            }
-        }
-        for (svc, f, q, doc) in rows.provision_configs {
-            if let Some(s) = state.services.get_mut(&svc) {
-                s.provision_configs.insert((f, q), as_map(doc));
+                s.configs.insert((table, f, q), as_map(doc));
             }
         }
         for (pkg, wasm, size, sum) in rows.code {

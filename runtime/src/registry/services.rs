@@ -27,16 +27,7 @@ impl Registry {
         if self.read(|s| s.services.contains_key(&name)) {
             return Err(RegistryError::AlreadyExists { kind: "service", name });
         }
-        let now = iso_now();
-        let mut doc = Map::new();
-        doc.insert("serviceName".into(), json!(name));
-        doc.insert("serviceId".into(), json!(uuid::Uuid::new_v4().to_string()));
-        doc.insert("description".into(), json!(""));
-        doc.insert("role".into(), json!(""));
-        doc.insert("internetAccess".into(), json!(true));
-        doc.insert("createdTime".into(), json!(now));
-        apply_service_fields(body, &mut doc)?;
-        doc.insert("lastModifiedTime".into(), json!(now));
+        let doc = new_service_doc(&name, body)?;
         self.persist(vec![RegistryChange::PutService {
             name: name.clone(),
             doc: Value::Object(doc.clone()),
@@ -116,6 +107,22 @@ impl Registry {
     pub fn list_services(&self, q: &ListQuery) -> Result<Page> {
         self.read(|s| q.page(s.services.iter().map(|(k, v)| (k.clone(), v.doc.clone()))))
     }
+}
+
+/// A new service's document: its defaults, then the settings of `body`
+/// (`description`, `internetAccess` and the passed-through keys).
+pub(super) fn new_service_doc(name: &str, body: &Fields) -> Result<Map<String, Value>> {
+    let now = iso_now();
+    let mut doc = Map::new();
+    doc.insert("serviceName".into(), json!(name));
+    doc.insert("serviceId".into(), json!(uuid::Uuid::new_v4().to_string()));
+    doc.insert("description".into(), json!(""));
+    doc.insert("role".into(), json!(""));
+    doc.insert("internetAccess".into(), json!(true));
+    doc.insert("createdTime".into(), json!(now));
+    apply_service_fields(body, &mut doc)?;
+    doc.insert("lastModifiedTime".into(), json!(now));
+    Ok(doc)
 }
 
 fn apply_service_fields(body: &Fields, doc: &mut Map<String, Value>) -> Result<()> {

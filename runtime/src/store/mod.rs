@@ -26,7 +26,7 @@ pub use changes::TaskChange;
 pub use orch_rows::{
     Committed, ControlOutcome, NewOrchestration, OrchFilter, OrchRow, RunCommit, TimerRow, Undelivered,
 };
-pub use registry::{RegistryChange, RegistryRows};
+pub use registry::{ConfigTable, RegistryChange, RegistryRows};
 pub use task_rows::{Applied, FollowUp, NewTask, TaskFilter, TaskPage, TaskRow, TaskUpdate, Transition};
 
 use std::path::{Path, PathBuf};

@@ -20,10 +20,36 @@ pub struct RegistryRows {
     pub version_counters: Vec<(String, u64)>,
     pub aliases: Vec<(String, String, Value)>,
     pub triggers: Vec<(String, String, String, Value)>,
-    pub async_configs: Vec<(String, String, String, Value)>,
-    pub provision_configs: Vec<(String, String, String, Value)>,
+    /// (table, service, function, qualifier, doc)
+    pub configs: Vec<(ConfigTable, String, String, String, Value)>,
     /// package sha256 → (wasm sha256, package size, checksum)
     pub code: Vec<(String, String, u64, String)>,
+}
+
+/// The per-function config tables, one row per (service, function,
+/// qualifier). Concurrency configs are per function only: their qualifier
+/// is always `LATEST`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ConfigTable {
+    AsyncInvoke,
+    Provision,
+    Concurrency,
+}
+
+impl ConfigTable {
+    pub const ALL: [ConfigTable; 3] = [
+        ConfigTable::AsyncInvoke,
+        ConfigTable::Provision,
+        ConfigTable::Concurrency,
+    ];
+
+    fn sql_table(self) -> &'static str {
+        match self {
+            ConfigTable::AsyncInvoke => "async_configs",
+            ConfigTable::Provision => "provision_configs",
+            ConfigTable::Concurrency => "concurrency_configs",
+        }
+    }
 }
 
 /// One row-level change to the registry.
@@ -82,24 +108,15 @@ pub enum RegistryChange {
         function: String,
         name: String,
     },
-    PutAsyncConfig {
+    PutConfig {
+        table: ConfigTable,
         service: String,
         function: String,
         qualifier: String,
         doc: Value,
     },
-    DeleteAsyncConfig {
-        service: String,
-        function: String,
-        qualifier: String,
-    },
-    PutProvisionConfig {
-        service: String,
-        function: String,
-        qualifier: String,
-        doc: Value,
-    },
-    DeleteProvisionConfig {
+    DeleteConfig {
+        table: ConfigTable,
         service: String,
         function: String,
         qualifier: String,
@@ -150,15 +167,11 @@ fn apply_one(c: &Connection, change: &RegistryChange) -> Result<()> {
             )?;
         }
         DeleteService { name } => {
-            for table in [
-                "functions",
-                "versions",
-                "version_counters",
-                "aliases",
-                "triggers",
-                "async_configs",
-                "provision_configs",
-            ] {
+            let configs = ConfigTable::ALL.map(ConfigTable::sql_table);
+            for table in ["functions", "versions", "version_counters", "aliases", "triggers"]
+                .into_iter()
+                .chain(configs)
+            {
                 c.execute(&format!("DELETE FROM {table} WHERE service = ?1"), [name])?;
             }
             c.execute("DELETE FROM services WHERE name = ?1", [name])?;
@@ -171,7 +184,7 @@ fn apply_one(c: &Connection, change: &RegistryChange) -> Result<()> {
             )?;
         }
         DeleteFunction { service, name } => {
-            for table in ["triggers", "async_configs", "provision_configs"] {
+            for table in std::iter::once("triggers").chain(ConfigTable::ALL.map(ConfigTable::sql_table)) {
                 c.execute(
                     &format!("DELETE FROM {table} WHERE service = ?1 AND function = ?2"),
                     params![service, name],
@@ -241,47 +254,33 @@ fn apply_one(c: &Connection, change: &RegistryChange) -> Result<()> {
                 params![service, function, name],
             )?;
         }
-        PutAsyncConfig {
+        PutConfig {
+            table,
             service,
             function,
             qualifier,
             doc,
         } => {
             c.execute(
-                "INSERT INTO async_configs(service, function, qualifier, doc) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(service, function, qualifier) DO UPDATE SET doc = excluded.doc",
+                &format!(
+                    "INSERT INTO {}(service, function, qualifier, doc) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(service, function, qualifier) DO UPDATE SET doc = excluded.doc",
+                    table.sql_table()
+                ),
                 params![service, function, qualifier, json(doc)],
             )?;
         }
-        DeleteAsyncConfig {
+        DeleteConfig {
+            table,
             service,
             function,
             qualifier,
         } => {
             c.execute(
-                "DELETE FROM async_configs WHERE service = ?1 AND function = ?2 AND qualifier = ?3",
-                params![service, function, qualifier],
-            )?;
-        }
-        PutProvisionConfig {
-            service,
-            function,
-            qualifier,
-            doc,
-        } => {
-            c.execute(
-                "INSERT INTO provision_configs(service, function, qualifier, doc) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(service, function, qualifier) DO UPDATE SET doc = excluded.doc",
-                params![service, function, qualifier, json(doc)],
-            )?;
-        }
-        DeleteProvisionConfig {
-            service,
-            function,
-            qualifier,
-        } => {
-            c.execute(
-                "DELETE FROM provision_configs WHERE service = ?1 AND function = ?2 AND qualifier = ?3",
+                &format!(
+                    "DELETE FROM {} WHERE service = ?1 AND function = ?2 AND qualifier = ?3",
+                    table.sql_table()
+                ),
                 params![service, function, qualifier],
             )?;
         }
@@ -346,23 +345,13 @@ fn load_rows(c: &Connection) -> Result<RegistryRows> {
         rows.aliases.push((s, n, parse(doc)?));
     }
 
-    for (table, out) in [
-        ("triggers", &mut rows.triggers),
-        ("async_configs", &mut rows.async_configs),
-        ("provision_configs", &mut rows.provision_configs),
-    ] {
-        let third = if table == "triggers" { "name" } else { "qualifier" };
-        let mut stmt = c.prepare(&format!("SELECT service, function, {third}, doc FROM {table}"))?;
-        for r in stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-            ))
-        })? {
-            let (s, f, k, doc) = r?;
-            out.push((s, f, k, parse(doc)?));
+    for (s, f, name, doc) in function_rows(c, "SELECT service, function, name, doc FROM triggers")? {
+        rows.triggers.push((s, f, name, doc));
+    }
+    for table in ConfigTable::ALL {
+        let sql = format!("SELECT service, function, qualifier, doc FROM {}", table.sql_table());
+        for (s, f, q, doc) in function_rows(c, &sql)? {
+            rows.configs.push((table, s, f, q, doc));
         }
     }
 
@@ -379,4 +368,22 @@ fn load_rows(c: &Connection) -> Result<RegistryRows> {
         rows.code.push((p, w, size as u64, sum));
     }
     Ok(rows)
+}
+
+/// Rows of (service, function, key, doc) read by `sql`.
+fn function_rows(c: &Connection, sql: &str) -> Result<Vec<(String, String, String, Value)>> {
+    let mut stmt = c.prepare(sql)?;
+    let mut out = Vec::new();
+    for r in stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+        ))
+    })? {
+        let (s, f, k, doc) = r?;
+        out.push((s, f, k, parse(doc)?));
+    }
+    Ok(out)
 }

@@ -66,6 +66,16 @@ CREATE TABLE IF NOT EXISTS provision_configs (
     PRIMARY KEY (service, function, qualifier)
 );
 
+-- Reserved concurrency (FC 3.0's PutConcurrencyConfig), per function: the
+-- qualifier is always LATEST.
+CREATE TABLE IF NOT EXISTS concurrency_configs (
+    service   TEXT NOT NULL,
+    function  TEXT NOT NULL,
+    qualifier TEXT NOT NULL,
+    doc       TEXT NOT NULL,
+    PRIMARY KEY (service, function, qualifier)
+);
+
 -- Content-addressed code: the uploaded package and the wasm inside it live
 -- on disk under code/; this row records that both were written completely.
 CREATE TABLE IF NOT EXISTS code (

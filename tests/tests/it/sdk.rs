@@ -22,6 +22,20 @@ async fn alibabacloud_fc_open20210406_works_unchanged() {
 }
 
 #[tokio::test]
+async fn alibabacloud_fc20230330_works_unchanged() {
+    let s = Server::start(signed()).await;
+    let out = run_python("fc3_test.py", &s, &[]).await;
+    assert!(out.contains("all checks passed"), "{out}");
+}
+
+#[tokio::test]
+async fn tasks_cross_between_fc2_and_fc3_sdks() {
+    let s = Server::start(signed()).await;
+    let out = run_python("fc3_cross_test.py", &s, &[]).await;
+    assert!(out.contains("all checks passed"), "{out}");
+}
+
+#[tokio::test]
 async fn task_mode_through_alibabacloud_fc_open20210406() {
     let s = Server::start(signed().arg("--retry-base-delay-ms").arg("50")).await;
     let out = run_python("open_tasks_test.py", &s, &[]).await;

@@ -220,6 +220,9 @@ fn render(resolved: &ResolvedFunction, outcome: &PooledInvocation, tail: bool) -
             );
             r
         }
+        Err(e @ InvokeError::ConcurrencyLimit(_)) => {
+            return ApiError::new(StatusCode::TOO_MANY_REQUESTS, "ResourceExhausted", e.to_string()).into_response();
+        }
         Err(InvokeError::Capacity(msg)) => {
             return ApiError::new(StatusCode::TOO_MANY_REQUESTS, "ResourceThrottled", msg.clone()).into_response();
         }

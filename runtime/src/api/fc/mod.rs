@@ -5,7 +5,7 @@
 
 pub(super) mod async_config;
 pub(super) mod bulk;
-mod functions;
+pub(super) mod functions;
 mod instances;
 pub(super) mod invoke;
 pub(super) mod provision;
@@ -13,7 +13,7 @@ pub(super) mod proxy;
 mod services;
 pub mod tasks;
 mod triggers;
-mod versions;
+pub(super) mod versions;
 
 use std::collections::HashMap;
 

@@ -24,7 +24,7 @@ fn qualifier(scope: &Scope) -> String {
         .to_string()
 }
 
-fn doc_for(
+pub(in crate::api) fn doc_for(
     app: &SharedState,
     service: &str,
     function: &str,

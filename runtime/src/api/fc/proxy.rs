@@ -171,6 +171,9 @@ async fn invoke(
             let (parts, body) = resp.into_parts();
             Response::from_parts(parts, Body::new(body))
         }
+        Err(e @ InvokeError::ConcurrencyLimit(_)) => {
+            return ApiError::new(StatusCode::TOO_MANY_REQUESTS, "ResourceExhausted", e.to_string()).into_response();
+        }
         Err(InvokeError::Capacity(msg)) => {
             ApiError::new(StatusCode::TOO_MANY_REQUESTS, "ResourceThrottled", msg).into_response()
         }

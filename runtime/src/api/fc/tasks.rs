@@ -116,7 +116,7 @@ pub async fn list(State(app): State<SharedState>, scope: Scope) -> ApiResult<Res
 
 /// The filters of ListStatefulAsyncInvocations (status, id prefix, started
 /// time range, qualifier, order, page token), shared with the bulk actions.
-pub(super) fn list_filter(scope: &Scope, limit: usize) -> ApiResult<TaskFilter> {
+pub(in crate::api) fn list_filter(scope: &Scope, limit: usize) -> ApiResult<TaskFilter> {
     let q = &scope.query;
     let descending = match q.get("sortOrderByTime") {
         None => true,

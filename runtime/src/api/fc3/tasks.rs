@@ -234,11 +234,7 @@ pub(super) type NamedConfig = (String, String, Map<String, Value>);
 
 /// The configs of `table` as (3.0 name, qualifier, doc), in name order;
 /// only the function `functionName` names when given (404 if unknown).
-pub(super) fn configs_of(
-    app: &SharedState,
-    table: ConfigTable,
-    query: &QueryMap,
-) -> ApiResult<Vec<NamedConfig>> {
+pub(super) fn configs_of(app: &SharedState, table: ConfigTable, query: &QueryMap) -> ApiResult<Vec<NamedConfig>> {
     let only = query.get("functionName").map(split_name);
     if let Some((s, f)) = only {
         app.registry.get_function(s, None, f)?;

@@ -241,6 +241,23 @@ expect_error(lambda: c.put_provision_config("hello3", m.PutProvisionConfigReques
     400, "InvalidArgument")
 c.delete_provision_config("hello3", m.DeleteProvisionConfigRequest(qualifier="live"))
 
+step("scaling config: the same provisioned target, 3.0's newer face")
+sc = c.put_scaling_config("hello3", m.PutScalingConfigRequest(qualifier="live", body=m.PutScalingConfigInput(
+    min_instances=1, horizontal_scaling_policies=[m.ScalingPolicy(
+        name="busy", metric_type="ProvisionedConcurrencyUtilization", metric_target=0.6, min_instances=1,
+        max_instances=3)]))).body
+assert sc.min_instances == 1 and sc.horizontal_scaling_policies[0].max_instances == 3, sc.to_map()
+deadline = time.time() + 30
+while c.get_scaling_config("hello3", m.GetScalingConfigRequest(qualifier="live")).body.current_instances != 1:
+    assert time.time() < deadline
+    time.sleep(0.05)
+p = c.get_provision_config("hello3", m.GetProvisionConfigRequest(qualifier="live")).body
+assert p.default_target == 1 and p.target_tracking_policies[0].max_capacity == 3, p.to_map()
+assert len(c.list_scaling_configs(m.ListScalingConfigsRequest(function_name="hello3")).body.scaling_configs) == 1
+c.delete_scaling_config("hello3", m.DeleteScalingConfigRequest(qualifier="live"))
+expect_error(lambda: c.get_scaling_config("hello3", m.GetScalingConfigRequest(qualifier="live")), 404,
+             "ScalingConfigNotFound")
+
 step("reserved concurrency, enforced")
 create("slow3", "GUEST_SLEEP", timeout=60)
 cc = c.put_concurrency_config("slow3", m.PutConcurrencyConfigRequest(body=m.PutConcurrencyInput(reserved_concurrency=1))).body

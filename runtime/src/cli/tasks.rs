@@ -20,9 +20,10 @@ pub struct TasksCommand {
 /// Which function's tasks.
 #[derive(Debug, Clone, clap::Args)]
 pub struct FunctionRef {
-    /// Service name.
+    /// Service name (FC 2.0). Without it, --function is an FC 3.0 function
+    /// name: `f`, or `service$function` for a 2.0 function.
     #[arg(short, long)]
-    pub service: String,
+    pub service: Option<String>,
     /// Function name.
     #[arg(short, long)]
     pub function: String,
@@ -35,15 +36,24 @@ pub struct FunctionRef {
 }
 
 impl FunctionRef {
+    /// (service, function): as given, or the FC 3.0 name's.
+    fn address(&self) -> (&str, &str) {
+        match &self.service {
+            Some(service) => (service, &self.function),
+            None => self
+                .function
+                .split_once('$')
+                .unwrap_or((&self.function, &self.function)),
+        }
+    }
+
     fn path(&self, rest: &str) -> String {
+        let (service, function) = self.address();
         let svc = match &self.qualifier {
-            Some(q) => format!("{}.{q}", self.service),
-            None => self.service.clone(),
+            Some(q) => format!("{service}.{q}"),
+            None => service.to_string(),
         };
-        format!(
-            "/2016-08-15/services/{svc}/functions/{}/stateful-async-invocations{rest}",
-            self.function
-        )
+        format!("/2016-08-15/services/{svc}/functions/{function}/stateful-async-invocations{rest}")
     }
 }
 

@@ -28,6 +28,9 @@ pub type ConfigKey = (String, String, String);
 /// What the autoscaler last did for one config (for GetProvisionConfig).
 #[derive(Debug, Clone, Default)]
 pub struct ProvisionStatus {
+    /// The target in force: the config's, a scheduled action's, or what
+    /// target tracking decided.
+    pub target: u64,
     pub current: u64,
     pub error: String,
 }
@@ -103,7 +106,7 @@ impl Autoscaler {
                             c
                         }
                         Err(e) => {
-                            self.set_status(&key, 0, format!("stored config is invalid: {e}"));
+                            self.set_status(&key, 0, 0, format!("stored config is invalid: {e}"));
                             continue;
                         }
                     },
@@ -113,7 +116,7 @@ impl Autoscaler {
                 let resolved = match self.inner.registry.resolve_main(&service, Some(&qualifier), &function) {
                     Ok(r) => r,
                     Err(e) => {
-                        self.set_status(&key, 0, e.to_string());
+                        self.set_status(&key, 0, 0, e.to_string());
                         continue;
                     }
                 };
@@ -161,7 +164,7 @@ impl Autoscaler {
                     target,
                     current,
                 );
-                self.set_status(&key, current, error.unwrap_or_default());
+                self.set_status(&key, target, current, error.unwrap_or_default());
                 if let Some(old) = provisioned.get(&key)
                     && *old != pool_key
                 {
@@ -187,9 +190,9 @@ impl Autoscaler {
         }
     }
 
-    fn set_status(&self, key: &ConfigKey, current: u64, error: String) {
+    fn set_status(&self, key: &ConfigKey, target: u64, current: u64, error: String) {
         self.inner
             .status
-            .insert(key.clone(), ProvisionStatus { current, error });
+            .insert(key.clone(), ProvisionStatus { target, current, error });
     }
 }

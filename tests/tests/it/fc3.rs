@@ -166,3 +166,43 @@ async fn a_3_0_function_is_a_2_0_service_and_function_and_deletes_with_its_versi
     );
     assert_eq!(function_names(&s).await, ["shared$two"]);
 }
+
+/// The CLI takes a 3.0 name for `--function` (no `--service`), and the
+/// console shows a 3.0 function with its 3.0 name.
+#[tokio::test]
+async fn the_cli_and_console_take_fc3_functions() {
+    let s = Server::default().await;
+    assert_eq!(create(&s, "nap", guests::SLEEP).await.status.as_u16(), 200);
+    let r = s
+        .put_json(
+            &format!("{API}/functions/nap/async-invoke-config"),
+            json!({ "asyncTask": true }),
+        )
+        .await;
+    assert_eq!(r.json()["asyncTask"], true, "{}", r.text());
+    let r = s
+        .call(
+            reqwest::Method::POST,
+            &format!("{API}/functions/nap/invocations"),
+            "10",
+            &[("x-fc-invocation-type", "Async"), ("x-fc-async-task-id", "cli-1")],
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 202, "{}", r.text());
+    assert_eq!(r.header("x-fc-async-task-id"), Some("cli-1"));
+    s.wait_status("nap", "nap", "cli-1", "Succeeded", std::time::Duration::from_secs(30))
+        .await;
+
+    let (ok, out) = s.cli(&["tasks", "list", "-f", "nap", "--json"]).await;
+    assert!(ok && out.contains("cli-1"), "{out}");
+    let (ok, out) = s.cli(&["tasks", "get", "-f", "nap", "cli-1"]).await;
+    assert!(ok && out.contains("Succeeded"), "{out}");
+
+    let page = reqwest::get(s.url("/console/services/nap/functions/nap"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(r#"<dd id="fc3-name">nap</dd>"#), "{page}");
+}

@@ -266,6 +266,8 @@ struct FunctionPage {
     chrome: Chrome,
     service: String,
     name: String,
+    /// What FC 3.0 clients call it (`name`, or `service$name`).
+    fc3_name: String,
     href: String,
     kind: &'static str,
     is_http: bool,
@@ -295,6 +297,7 @@ pub async fn page(
     let (provisioned_target, provisioned_current) = provisioned(&app, &service, &name);
     render(&FunctionPage {
         chrome: Chrome::new(&viewer, "functions", format!("{service}/{name}")),
+        fc3_name: crate::api::fc3::fc3_name(&service, &name),
         kind: entry.spec.kind.as_str(),
         is_http: entry.spec.kind == GuestKind::HttpComponent,
         memory_mb: entry.spec.memory_mb,

@@ -12,6 +12,7 @@ mod functions;
 mod invoke;
 mod releases;
 mod scaling;
+mod scaling_config;
 mod tasks;
 mod triggers;
 
@@ -85,6 +86,13 @@ pub fn routes() -> Router<SharedState> {
                 .delete(scaling::delete_concurrency),
         )
         .route("/concurrency-configs", get(scaling::list_concurrency))
+        .route(
+            "/functions/{function}/scaling-config",
+            get(scaling_config::get)
+                .put(scaling_config::put)
+                .delete(scaling_config::delete),
+        )
+        .route("/scaling-configs", get(scaling_config::list))
         .route(
             "/functions/{function}/triggers",
             post(triggers::create).get(triggers::list),

@@ -13,6 +13,7 @@
 
 pub mod auth;
 mod batched_writes;
+mod body;
 mod connection_slots;
 pub mod console;
 mod durable;
@@ -36,7 +37,6 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
-use http_body_util::BodyExt;
 
 pub use error::{ApiError, ApiResult};
 pub use front::Front;
@@ -291,9 +291,9 @@ pub(crate) async fn read_signed_body(
     limit: usize,
 ) -> Result<(axum::http::request::Parts, Bytes), Response> {
     let (parts, body) = req.into_parts();
-    let bytes = match collect_within(body, limit).await {
+    let bytes = match body::collect_within(body, limit).await {
         Ok(bytes) => bytes,
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+        Err(e) if e.downcast_ref::<body::TooLarge>().is_some() => {
             return Err(
                 ApiError::too_large(format!("request body is larger than the {limit}-byte limit")).into_response(),
             );
@@ -305,28 +305,6 @@ pub(crate) async fn read_signed_body(
     };
     check_signature(state, &parts, Some(&bytes)).map_err(IntoResponse::into_response)?;
     Ok((parts, bytes))
-}
-
-/// A body's bytes, refused beyond `limit`. A body that arrives in one
-/// frame (an event sent with its request head, the usual case) is returned
-/// as that frame; `collect()` would first queue it in a `Collected`, an
-/// allocation per request (~400 instructions of a warm invoke's ~40k).
-async fn collect_within(body: Body, limit: usize) -> Result<Bytes, axum::BoxError> {
-    let mut body = http_body_util::Limited::new(body, limit);
-    let mut only: Option<Bytes> = None;
-    let mut joined = bytes::BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let Ok(data) = frame?.into_data() else {
-            continue; // trailers: not part of an event
-        };
-        if only.is_none() && joined.is_empty() {
-            only = Some(data);
-        } else {
-            joined.extend_from_slice(&only.take().unwrap_or_default());
-            joined.extend_from_slice(&data);
-        }
-    }
-    Ok(only.unwrap_or_else(|| joined.freeze()))
 }
 
 /// Checks a buffered request's integrity and signature: its `Content-MD5`
@@ -362,27 +340,4 @@ pub(crate) fn check_signature(
         return Err(refused(auth::AuthError::UnsignedBody));
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn body_of(frames: &[&'static str]) -> Body {
-        let frames: Vec<Result<Bytes, std::convert::Infallible>> =
-            frames.iter().map(|f| Ok(Bytes::from_static(f.as_bytes()))).collect();
-        Body::from_stream(futures::stream::iter(frames))
-    }
-
-    #[tokio::test]
-    async fn a_body_is_collected_whole_within_its_limit() {
-        let cases: [&[&'static str]; 4] = [&[], &["event"], &["ev", "ent"], &["e", "v", "", "ent"]];
-        for frames in cases {
-            let got = collect_within(body_of(frames), 16).await.expect("within the limit");
-            assert_eq!(got, frames.concat(), "{frames:?}");
-        }
-        let too_long = collect_within(body_of(&["0123456789", "0123456789"]), 16).await;
-        let err = too_long.expect_err("beyond the limit");
-        assert!(err.downcast_ref::<http_body_util::LengthLimitError>().is_some());
-    }
 }

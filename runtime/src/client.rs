@@ -3,6 +3,7 @@
 //! exactly as `aliyun-fc2` does, when credentials are given.
 
 use bytes::Bytes;
+use futures::StreamExt;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use serde_json::Value;
 
@@ -94,6 +95,18 @@ impl FcClient {
         body: impl Into<Bytes>,
     ) -> Result<Reply, ClientError> {
         let body: Bytes = body.into();
+        self.send_body(method, path, headers, reqwest::Body::from(body)).await
+    }
+
+    /// [`FcClient::send`] with any body (the FC signature does not cover
+    /// the body, so a streamed one is signed the same way).
+    async fn send_body(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: reqwest::Body,
+    ) -> Result<Reply, ClientError> {
         let mut h = HeaderMap::new();
         h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(std::time::SystemTime::now())) {
@@ -150,6 +163,38 @@ impl FcClient {
             });
         }
         Ok(reply)
+    }
+
+    /// [`FcClient::send`] of a large body, with an upload progress bar on
+    /// stderr (shown only on a terminal).
+    pub async fn send_with_progress(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+        label: &str,
+    ) -> Result<Reply, ClientError> {
+        const CHUNK: usize = 256 << 10;
+        let bar = indicatif::ProgressBar::new(body.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("  {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_message(format!("uploading {label}"));
+        let chunks: Vec<Bytes> = (0..body.len())
+            .step_by(CHUNK)
+            .map(|at| body.slice(at..(at + CHUNK).min(body.len())))
+            .collect();
+        let counted = bar.clone();
+        let stream = futures::stream::iter(chunks).map(move |chunk| {
+            counted.inc(chunk.len() as u64);
+            Ok::<_, std::convert::Infallible>(chunk)
+        });
+        let reply = self
+            .send_body(method, path, &[], reqwest::Body::wrap_stream(stream))
+            .await;
+        bar.finish_and_clear();
+        reply
     }
 
     pub async fn get_json(&self, path: &str) -> Result<Value, ClientError> {

@@ -1,6 +1,7 @@
 //! The `wasmfc` command line.
 
 pub mod bench;
+pub mod deploy;
 pub mod orchestrations;
 pub mod serve;
 pub mod tasks;
@@ -24,9 +25,17 @@ pub enum Command {
     Tasks(tasks::TasksCommand),
     /// Manage orchestration instances on a running server.
     Orchestrations(orchestrations::OrchestrationsCommand),
+    /// Apply a wasmfc.toml manifest to a running server.
+    Deploy(deploy::DeployCommand),
     /// Run a benchmark (starts its own servers).
     Bench(bench::BenchCommand),
 }
+
+/// The invoked guest failed (its error was printed): exit code 1, apart
+/// from usage and API errors (2).
+#[derive(Debug, thiserror::Error)]
+#[error("the function failed: {0}")]
+pub struct GuestFailed(pub String);
 
 impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
@@ -34,6 +43,7 @@ impl Cli {
             Command::Serve(cmd) => cmd.run().await,
             Command::Tasks(cmd) => cmd.run().await,
             Command::Orchestrations(cmd) => cmd.run().await,
+            Command::Deploy(cmd) => cmd.run().await,
             Command::Bench(cmd) => cmd.run().await,
         }
     }

@@ -6,6 +6,7 @@ mod console;
 mod console_browser;
 mod crash;
 mod delay;
+mod deploy;
 mod fc3;
 mod foundation;
 mod fuzz;

@@ -101,11 +101,14 @@ async fn deploying_the_examples_is_idempotent_and_updates_only_what_changed() {
     assert!(ok && out.contains("no changes"), "{out}");
 }
 
+/// What is wrong, how to break the manifest, what the error must say.
+type BadCase = (&'static str, fn(String) -> String, &'static [&'static str]);
+
 #[tokio::test]
 async fn a_bad_manifest_fails_before_touching_the_server_and_dry_run_changes_nothing() {
     let s = Server::default().await;
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&str, fn(String) -> String, &[&str]); 3] = [
+    let cases: [BadCase; 3] = [
         (
             "unknown key",
             |t| t.replacen("timeout = 60", "tmeout = 60", 1),

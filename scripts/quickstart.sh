@@ -11,9 +11,8 @@ BASE="http://${LISTEN}/2016-08-15"
 
 echo "==> setup"
 bash scripts/setup.sh
-echo "==> building wasmfc (release) and the example guests"
+echo "==> building wasmfc (release)"
 cargo build --release --locked -p wasmfc
-bash scripts/build-guests.sh
 
 echo "==> starting wasmfc on ${LISTEN} (data: ${DATA})"
 mkdir -p "$DATA"
@@ -26,47 +25,8 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 
-echo "==> deploying the example guests to service 'examples'"
-curl -sf -o /dev/null -X POST "$BASE/services" -H 'content-type: application/json' \
-    -d '{"serviceName":"examples","description":"wasmfc example guests"}' || true
-deploy() { # name file [settings-json]
-    curl -sf -o /dev/null -X PUT "$BASE/services/examples/functions/$1/code" \
-        -H 'content-type: application/wasm' --data-binary "@$2"
-    if [[ -n "${3:-}" ]]; then
-        curl -sf -o /dev/null -X PUT "$BASE/services/examples/functions/$1" \
-            -H 'content-type: application/json' -d "$3"
-    fi
-    echo "    deployed $1"
-}
-W2=target/guest-examples/wasm32-wasip2/release
-W1=target/guest-examples/wasm32-wasip1/release
-deploy hello   "$W2/hello.wasm"
-deploy noop    "$W2/noop.wasm"
-deploy counter "$W2/counter.wasm" '{"initializer":"init"}'
-deploy sleep   "$W2/sleep.wasm"   '{"timeout":60}'
-# Task mode on for sleep: its async calls are tasks the console lists.
-curl -sf -o /dev/null -X PUT "$BASE/services/examples/functions/sleep/async-invoke-config" \
-    -H 'content-type: application/json' -d '{"statefulInvocation":true}' || true
-deploy spin    "$W2/spin.wasm"    '{"timeout":2}'
-deploy memhog  "$W2/memhog.wasm"  '{"memorySize":64}'
-deploy fail    "$W2/fail.wasm"
-deploy trap    "$W2/trap.wasm"
-deploy echo    "$W1/echo-wasi.wasm"
-deploy square  "$W2/square.wasm"
-# Orchestrators (durable workflows; activities are the functions above).
-deploy hello-sequence "$W2/hello_sequence.wasm"
-deploy approval       "$W2/approval.wasm"
-deploy fan-out        "$W2/fan_out.wasm"
-# HTTP functions (wasi:http components) answer on their HTTP trigger.
-deploy http-hello "$W2/http_hello.wasm"
-deploy http-echo  "$W2/http_echo.wasm"
-# One outgoing GET, to public https hosts only (allowedOutboundHosts).
-deploy http-fetch "$W2/http_fetch.wasm" '{"allowedOutboundHosts":["https://*"]}'
-for f in http-hello http-echo http-fetch; do
-    curl -sf -o /dev/null -X POST "$BASE/services/examples/functions/$f/triggers" \
-        -H 'content-type: application/json' \
-        -d '{"triggerName":"web","triggerType":"http","triggerConfig":{"authType":"anonymous","methods":["GET","POST","PUT"]}}' || true
-done
+echo "==> deploying the example guests (guest-examples/wasmfc.toml: builds them, then applies the plan)"
+./target/release/wasmfc deploy --endpoint "http://${LISTEN}" -f guest-examples/wasmfc.toml
 
 echo "==> first invocation: POST $BASE/services/examples/functions/hello/invocations -d 'wasmfc'"
 curl -s -D - -X POST "$BASE/services/examples/functions/hello/invocations" -d 'wasmfc' | grep -iE '^(x-fc-|HTTP/)|^Hello'

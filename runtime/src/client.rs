@@ -9,23 +9,83 @@ use serde_json::Value;
 
 use crate::api::auth::fc_authorization;
 
-/// Where the server is and how to sign for it.
-#[derive(Debug, Clone, clap::Args)]
+/// The server a client talks to when neither a flag, the environment nor
+/// a profile names one.
+pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:9000";
+
+/// Where the server is and how to sign for it: flags, then the
+/// environment, then a profile (see [`ClientArgs::resolve`]).
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct ClientArgs {
-    /// Server URL.
-    #[arg(
-        long,
-        env = "WASMFC_ENDPOINT",
-        default_value = "http://127.0.0.1:9000",
-        global = true
-    )]
-    pub endpoint: String,
+    /// Server URL [default: the profile's, else http://127.0.0.1:9000].
+    #[arg(long, env = "WASMFC_ENDPOINT", global = true)]
+    pub endpoint: Option<String>,
     /// Access key id (when the server requires signatures).
     #[arg(long, env = "WASMFC_ACCESS_KEY_ID", global = true)]
     pub access_key_id: Option<String>,
     /// Access key secret.
     #[arg(long, env = "WASMFC_ACCESS_KEY_SECRET", global = true, hide_env_values = true)]
     pub access_key_secret: Option<String>,
+    /// A profile of the profile file (`$WASMFC_CONFIG`, else
+    /// `~/.config/wasmfc/profiles.toml`): a table with `endpoint`,
+    /// `access_key_id` and `access_key_secret`. `default` is used when the
+    /// file has one and no profile is named.
+    #[arg(long, env = "WASMFC_PROFILE", global = true)]
+    pub profile: Option<String>,
+}
+
+/// One profile of the profile file.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Profile {
+    endpoint: Option<String>,
+    access_key_id: Option<String>,
+    access_key_secret: Option<String>,
+}
+
+impl ClientArgs {
+    /// The profile file's path.
+    fn profile_path() -> Option<std::path::PathBuf> {
+        if let Some(p) = std::env::var_os("WASMFC_CONFIG") {
+            return Some(p.into());
+        }
+        std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".config/wasmfc/profiles.toml"))
+    }
+
+    /// Fills what flags and the environment left unset from the profile.
+    /// A named profile that does not exist is an error; a missing file is
+    /// not (unless a profile was named).
+    pub fn resolve(&self) -> anyhow::Result<ClientArgs> {
+        let path = Self::profile_path();
+        let text = path.as_ref().and_then(|p| std::fs::read_to_string(p).ok());
+        let name = self.profile.as_deref();
+        let profile = match (&text, name) {
+            (None, None) => Profile::default(),
+            (None, Some(n)) => anyhow::bail!(
+                "profile '{n}' asked for, but there is no profile file ({})",
+                path.map_or("set WASMFC_CONFIG".into(), |p| p.display().to_string())
+            ),
+            (Some(text), name) => {
+                let mut all: std::collections::BTreeMap<String, Profile> = toml::from_str(text).map_err(|e| {
+                    anyhow::anyhow!(
+                        "{}: {e}",
+                        path.as_ref().map_or(String::new(), |p| p.display().to_string())
+                    )
+                })?;
+                match all.remove(name.unwrap_or("default")) {
+                    Some(p) => p,
+                    None if name.is_none() => Profile::default(),
+                    None => anyhow::bail!("no profile '{}' in the profile file", name.unwrap_or_default()),
+                }
+            }
+        };
+        Ok(ClientArgs {
+            endpoint: self.endpoint.clone().or(profile.endpoint),
+            access_key_id: self.access_key_id.clone().or(profile.access_key_id),
+            access_key_secret: self.access_key_secret.clone().or(profile.access_key_secret),
+            profile: self.profile.clone(),
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +131,12 @@ pub struct FcClient {
 impl FcClient {
     pub fn new(args: &ClientArgs) -> FcClient {
         FcClient {
-            base: args.endpoint.trim_end_matches('/').to_string(),
+            base: args
+                .endpoint
+                .as_deref()
+                .unwrap_or(DEFAULT_ENDPOINT)
+                .trim_end_matches('/')
+                .to_string(),
             credentials: args.access_key_id.clone().zip(args.access_key_secret.clone()),
             http: reqwest::Client::builder()
                 .pool_max_idle_per_host(256)

@@ -2,14 +2,16 @@
 
 pub mod bench;
 pub mod deploy;
+pub mod invoke;
 pub mod orchestrations;
+pub mod resources;
 pub mod serve;
 pub mod tasks;
 
 use clap::{Parser, Subcommand};
 
 /// wasmfc: a self-hosted WebAssembly function runtime, wire-compatible with
-/// Alibaba Cloud Function Compute 2.0.
+/// Alibaba Cloud Function Compute 2.0 and 3.0.
 #[derive(Debug, Parser)]
 #[command(name = "wasmfc", version, about)]
 pub struct Cli {
@@ -27,6 +29,14 @@ pub enum Command {
     Orchestrations(orchestrations::OrchestrationsCommand),
     /// Apply a wasmfc.toml manifest to a running server.
     Deploy(deploy::DeployCommand),
+    /// Invoke a function (sync, or async / as a task).
+    Invoke(invoke::InvokeCommand),
+    /// Print a task's log.
+    Logs(invoke::LogsCommand),
+    /// List, show or delete functions.
+    Functions(resources::FunctionsCommand),
+    /// List services.
+    Services(resources::ServicesCommand),
     /// Run a benchmark (starts its own servers).
     Bench(bench::BenchCommand),
 }
@@ -44,6 +54,10 @@ impl Cli {
             Command::Tasks(cmd) => cmd.run().await,
             Command::Orchestrations(cmd) => cmd.run().await,
             Command::Deploy(cmd) => cmd.run().await,
+            Command::Invoke(cmd) => cmd.run().await,
+            Command::Logs(cmd) => cmd.run().await,
+            Command::Functions(cmd) => cmd.run().await,
+            Command::Services(cmd) => cmd.run().await,
             Command::Bench(cmd) => cmd.run().await,
         }
     }

@@ -177,7 +177,7 @@ async fn operation(client: &FcClient, id: &str, op: &str, reason: &str) -> anyho
 
 impl OrchestrationsCommand {
     pub async fn run(self) -> anyhow::Result<()> {
-        let client = FcClient::new(&self.client);
+        let client = FcClient::new(&self.client.resolve()?);
         let json = self.json;
         let print = |v: &Value| -> anyhow::Result<()> {
             if json {

@@ -235,7 +235,7 @@ fn print_task(task: &Value) {
 
 impl TasksCommand {
     pub async fn run(self) -> anyhow::Result<()> {
-        let client = FcClient::new(&self.client);
+        let client = FcClient::new(&self.client.resolve()?);
         match self.action {
             TasksAction::List {
                 function,

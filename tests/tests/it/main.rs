@@ -2,6 +2,7 @@
 //! on an ephemeral port and a private data dir.
 
 mod bulk;
+mod cli;
 mod console;
 mod console_browser;
 mod crash;

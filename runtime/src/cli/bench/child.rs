@@ -66,9 +66,8 @@ impl ChildServer {
     /// on loopback only).
     pub fn client(&self) -> FcClient {
         FcClient::new(&ClientArgs {
-            endpoint: format!("http://{}", self.addr),
-            access_key_id: None,
-            access_key_secret: None,
+            endpoint: Some(format!("http://{}", self.addr)),
+            ..Default::default()
         })
     }
 

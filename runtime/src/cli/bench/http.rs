@@ -106,9 +106,8 @@ async fn in_process(args: &HttpArgs, base_rps: f64) -> anyhow::Result<Vec<Row>> 
     let router = crate::api::service(state);
     let server = tokio::spawn(axum::serve(listener, tower::make::Shared::new(router.clone())).into_future());
     let client = crate::client::FcClient::new(&crate::client::ClientArgs {
-        endpoint: format!("http://{addr}"),
-        access_key_id: None,
-        access_key_secret: None,
+        endpoint: Some(format!("http://{addr}")),
+        ..Default::default()
     });
     deploy(&client, "bench", "noop", &args.common.guest("noop"), None).await?;
     deploy(&client, "bench", "hello", &args.common.guest("hello"), None).await?;

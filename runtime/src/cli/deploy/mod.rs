@@ -44,7 +44,7 @@ impl DeployCommand {
             build(&manifest, &base)?;
         }
         manifest.check_code_paths(&self.file, &text)?;
-        let client = FcClient::new(&self.client);
+        let client = FcClient::new(&self.client.resolve()?);
         let steps = plan::plan(&client, &manifest, &base).await?;
         print_plan(&steps);
         let pending = steps.iter().filter(|s| s.change != Change::Unchanged).count();

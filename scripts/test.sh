@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 echo "==> setup (wasm targets, clippy/rustfmt, Python SDK venv)"
 bash scripts/setup.sh --python
 
+echo "==> the Python and JavaScript example guests (componentize-py, componentize-js)"
+bash scripts/build-script-guests.sh
+
 echo "==> format"
 cargo fmt --all --check
 cargo fmt --all --check --manifest-path guest-examples/Cargo.toml

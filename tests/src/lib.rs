@@ -13,6 +13,30 @@ use serde_json::{Value, json};
 pub mod browser;
 
 /// Paths of the example guests, built by `build.rs`.
+/// The Python and JavaScript example guests (`guest-examples/hello-py`,
+/// `hello-js`): built by `scripts/build-script-guests.sh`, which
+/// `scripts/test.sh` runs before the tests (componentize-py and
+/// componentize-js are not cargo builds).
+pub mod script_guests {
+    fn built(name: &str) -> String {
+        let p = super::repo_root().join("target/guest-examples/script").join(name);
+        assert!(
+            p.exists(),
+            "{} is missing: run scripts/build-script-guests.sh (scripts/test.sh does)",
+            p.display()
+        );
+        p.display().to_string()
+    }
+
+    pub fn hello_py() -> String {
+        built("hello_py.wasm")
+    }
+
+    pub fn hello_js() -> String {
+        built("hello_js.wasm")
+    }
+}
+
 pub mod guests {
     include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 }

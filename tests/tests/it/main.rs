@@ -19,5 +19,6 @@ mod orchestrations;
 mod pool;
 mod provision;
 mod restart;
+mod script_guests;
 mod sdk;
 mod tasks;

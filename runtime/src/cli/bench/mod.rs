@@ -85,6 +85,10 @@ pub struct CommonArgs {
 impl CommonArgs {
     /// The path of an example guest's `.wasm`.
     pub fn guest(&self, name: &str) -> PathBuf {
+        // The Python and JavaScript examples (scripts/build-script-guests.sh).
+        if matches!(name, "hello-py" | "hello-js") {
+            return self.guests.join("script").join(format!("{}.wasm", name.replace('-', "_")));
+        }
         let target = if name == "echo-wasi" {
             "wasm32-wasip1"
         } else {

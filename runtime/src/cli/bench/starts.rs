@@ -37,6 +37,14 @@ pub struct StartsArgs {
     /// Requests per latency mode.
     #[arg(long, default_value_t = 1000)]
     pub iterations: u64,
+    /// More guests measured beside `--guest` (warm, cold and provisioned
+    /// starts), comma-separated; empty for none. The defaults are the
+    /// Python and JavaScript examples: megabyte components.
+    #[arg(long, default_value = "hello-py,hello-js", value_delimiter = ',')]
+    pub also: Vec<String>,
+    /// Requests per latency mode for the `--also` guests.
+    #[arg(long, default_value_t = 200)]
+    pub also_iterations: u64,
     /// Fresh uploads (each compiles new code).
     #[arg(long, default_value_t = 10)]
     pub uploads: u64,
@@ -64,7 +72,7 @@ const SERVICE: &str = "bench";
 const THROUGHPUT_ROUNDS: u32 = 3;
 
 pub async fn run(args: StartsArgs) -> anyhow::Result<()> {
-    let progress = ProgressBar::new(8);
+    let progress = ProgressBar::new(8 + args.also.len() as u64);
     progress.set_style(
         ProgressStyle::with_template("{spinner} [{pos}/{len}] {msg} ({elapsed})")
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
@@ -84,6 +92,10 @@ pub async fn run(args: StartsArgs) -> anyhow::Result<()> {
     let client = server.client();
     let wasm_path = args.common.guest(&args.guest);
     deploy(&client, SERVICE, "f", &wasm_path, None).await?;
+    let also: Vec<&String> = args.also.iter().filter(|g| !g.is_empty()).collect();
+    for guest in &also {
+        deploy(&client, SERVICE, &format!("f-{guest}"), &args.common.guest(guest), None).await?;
+    }
     client
         .send(
             Method::POST,
@@ -143,7 +155,7 @@ pub async fn run(args: StartsArgs) -> anyhow::Result<()> {
     );
 
     step("provisioned starts");
-    set_provisioned(&client, 1).await?;
+    set_provisioned(&client, "f", 1).await?;
     let provisioned = sequential("provisioned", server.addr, invoke_path("bench", "f"), vec![]).await?;
     push(
         &mut report,
@@ -151,6 +163,29 @@ pub async fn run(args: StartsArgs) -> anyhow::Result<()> {
         &provisioned.latency_us,
         "through an alias, target 1",
     );
+
+    for guest in &also {
+        step(&format!("starts of {guest}"));
+        let function = format!("f-{guest}");
+        let times = async |what: &str, qualifier: &str, headers: Vec<(&'static str, String)>| {
+            let path = invoke_path(qualifier, &function);
+            load::posts(server.addr, &path, headers, 1, Until::Count(args.also_iterations))
+                .await?
+                .checked(what)
+        };
+        let warm = times("warm", "LATEST", vec![]).await?;
+        push(&mut report, &format!("warm ({guest})"), &warm.latency_us, "idle instance reused");
+        let cold = times("cold", "LATEST", vec![("x-wasmfc-start", "cold".into())]).await?;
+        push(&mut report, &format!("cold ({guest})"), &cold.latency_us, "code loaded from the artifact");
+        set_provisioned(&client, &function, 1).await?;
+        let provisioned = times("provisioned", "bench", vec![]).await?;
+        push(
+            &mut report,
+            &format!("provisioned ({guest})"),
+            &provisioned.latency_us,
+            "through an alias, target 1",
+        );
+    }
 
     step("fresh uploads");
     let wasm = std::fs::read(&wasm_path).with_context(|| format!("reading {}", wasm_path.display()))?;
@@ -194,7 +229,7 @@ pub async fn run(args: StartsArgs) -> anyhow::Result<()> {
     step("memory of provisioned instances");
     if args.provisioned > 0 {
         let before = server.rss_bytes().unwrap_or(0);
-        set_provisioned(&client, args.provisioned).await?;
+        set_provisioned(&client, "f", args.provisioned).await?;
         let after = server.rss_bytes().unwrap_or(0);
         let added = after.saturating_sub(before);
         let mut row = Row::from_histogram(
@@ -223,8 +258,8 @@ pub async fn run(args: StartsArgs) -> anyhow::Result<()> {
 
 /// Sets the alias's provision target and waits until that many instances
 /// are alive.
-async fn set_provisioned(client: &FcClient, target: u64) -> anyhow::Result<()> {
-    let path = format!("/2016-08-15/services/{SERVICE}.bench/functions/f/provision-config");
+async fn set_provisioned(client: &FcClient, function: &str, target: u64) -> anyhow::Result<()> {
+    let path = format!("/2016-08-15/services/{SERVICE}.bench/functions/{function}/provision-config");
     client
         .send(Method::PUT, &path, &[], json!({ "target": target }).to_string())
         .await?;

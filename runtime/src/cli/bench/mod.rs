@@ -87,7 +87,10 @@ impl CommonArgs {
     pub fn guest(&self, name: &str) -> PathBuf {
         // The Python and JavaScript examples (scripts/build-script-guests.sh).
         if matches!(name, "hello-py" | "hello-js") {
-            return self.guests.join("script").join(format!("{}.wasm", name.replace('-', "_")));
+            return self
+                .guests
+                .join("script")
+                .join(format!("{}.wasm", name.replace('-', "_")));
         }
         let target = if name == "echo-wasi" {
             "wasm32-wasip1"

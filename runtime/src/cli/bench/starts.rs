@@ -174,9 +174,19 @@ pub async fn run(args: StartsArgs) -> anyhow::Result<()> {
                 .checked(what)
         };
         let warm = times("warm", "LATEST", vec![]).await?;
-        push(&mut report, &format!("warm ({guest})"), &warm.latency_us, "idle instance reused");
+        push(
+            &mut report,
+            &format!("warm ({guest})"),
+            &warm.latency_us,
+            "idle instance reused",
+        );
         let cold = times("cold", "LATEST", vec![("x-wasmfc-start", "cold".into())]).await?;
-        push(&mut report, &format!("cold ({guest})"), &cold.latency_us, "code loaded from the artifact");
+        push(
+            &mut report,
+            &format!("cold ({guest})"),
+            &cold.latency_us,
+            "code loaded from the artifact",
+        );
         set_provisioned(&client, &function, 1).await?;
         let provisioned = times("provisioned", "bench", vec![]).await?;
         push(

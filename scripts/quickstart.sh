@@ -31,6 +31,9 @@ echo "==> deploying the example guests (guest-examples/wasmfc.toml: builds them,
 echo "==> first invocation: POST $BASE/services/examples/functions/hello/invocations -d 'wasmfc'"
 curl -s -D - -X POST "$BASE/services/examples/functions/hello/invocations" -d 'wasmfc' | grep -iE '^(x-fc-|HTTP/)|^Hello'
 echo
+echo "==> the same greeting in Python and JavaScript, with the CLI: wasmfc invoke examples/hello-py --data wasmfc"
+./target/release/wasmfc invoke --endpoint "http://${LISTEN}" examples/hello-py --data wasmfc
+./target/release/wasmfc invoke --endpoint "http://${LISTEN}" examples/hello-js --data wasmfc
 echo "==> an HTTP function: GET $BASE/proxy/examples/http-hello/greet?name=wasmfc"
 curl -s "$BASE/proxy/examples/http-hello/greet?name=wasmfc"
 echo

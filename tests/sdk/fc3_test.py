@@ -115,8 +115,9 @@ first = c.list_functions(m.ListFunctionsRequest(limit=1)).body
 assert len(first.functions) == 1 and first.next_token, first.to_map()
 rest = c.list_functions(m.ListFunctionsRequest(next_token=first.next_token, limit=100)).body
 assert first.functions[0].function_name not in [x.function_name for x in rest.functions]
-u = c.update_function("hello3", m.UpdateFunctionRequest(body=m.UpdateFunctionInput(timeout=20))).body
+u = c.update_function("hello3", m.UpdateFunctionRequest(body=m.UpdateFunctionInput(timeout=20, internet_access=True))).body
 assert u.timeout == 20 and u.environment_variables == {"GREETING": "Hallo"}, u.to_map()
+assert u.internet_access is True and c.get_function("hello3", m.GetFunctionRequest()).body.internet_access is True
 code = c.get_function_code("hello3", m.GetFunctionCodeRequest()).body
 assert code.checksum == f.code_checksum and code.url.startswith("http://"), code.to_map()
 assert requests.get(code.url, timeout=30).content == hello_zip

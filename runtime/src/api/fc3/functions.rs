@@ -106,6 +106,19 @@ pub async fn update(
         .registry
         .update_function(scope.service(), scope.function(), &fields, if_match(&headers)?)
         .await?;
+    // A function with its own service keeps 3.0's service-level settings
+    // there (what 2.0 clients see too).
+    let mut service_settings = serde_json::Map::new();
+    for key in SERVICE_SETTINGS {
+        if let Some(v) = fields.value(key) {
+            service_settings.insert((*key).to_string(), v.clone());
+        }
+    }
+    if scope.service() == scope.function() && !service_settings.is_empty() {
+        app.registry
+            .update_service(scope.service(), &Fields::from_map(service_settings), None)
+            .await?;
+    }
     Ok(object(function_json(&app, scope.service(), doc)))
 }
 

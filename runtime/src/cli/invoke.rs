@@ -221,3 +221,21 @@ impl LogsCommand {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Target;
+
+    #[test]
+    fn a_target_is_service_slash_function_or_an_fc3_name() {
+        let t: Target = "svc/fn".parse().unwrap();
+        assert_eq!((t.service.as_str(), t.function.as_str()), ("svc", "fn"));
+        let t: Target = "nap".parse().unwrap();
+        assert_eq!((t.service.as_str(), t.function.as_str()), ("nap", "nap"));
+        let t: Target = "svc$fn".parse().unwrap();
+        assert_eq!((t.service.as_str(), t.function.as_str()), ("svc", "fn"));
+        for bad in ["", "/fn", "svc/", "a/b/c"] {
+            assert!(bad.parse::<Target>().is_err(), "{bad}");
+        }
+    }
+}

@@ -411,3 +411,18 @@ async fn latest_differs(client: &FcClient, service: &str, version: u64) -> anyho
     let published = stamps(client.get_json(&path(&version.to_string())).await?);
     Ok(latest != published)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_field_missing_on_the_server_compares_as_its_default() {
+        let want = json!({ "timeout": 3, "allowedOutboundHosts": [], "memorySize": 256 });
+        let have = json!({ "timeout": 3, "memorySize": 128 });
+        let differ = diff(want.as_object().unwrap(), &have, &server_defaults());
+        assert_eq!(differ, ["memorySize"]);
+        assert_eq!(change_of(true, vec![]), Change::Unchanged);
+        assert_eq!(change_of(false, vec![]), Change::Create);
+    }
+}

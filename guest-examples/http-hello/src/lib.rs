@@ -4,6 +4,8 @@
 //!
 //! For tests: `?status=NNN` sets the response status, `/trap` panics before
 //! answering and `/loop` never answers (the function's timeout ends it).
+//! `x-wasmfc-served` counts the requests this instance has answered, so a
+//! test sees whether an instance was reused (its globals persist).
 
 use std::io::Write as _;
 
@@ -12,6 +14,10 @@ use wasip2::http::types::{Fields, IncomingRequest, Method, OutgoingBody, Outgoin
 wasip2::http::proxy::export!(HttpHello);
 
 struct HttpHello;
+
+/// Requests this instance has answered (a global: it survives between
+/// requests only when the instance is reused).
+static SERVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 fn method_name(m: &Method) -> String {
     match m {
@@ -82,9 +88,11 @@ impl wasip2::exports::http::incoming_handler::Guest for HttpHello {
         );
         println!("http-hello: {method} {path_with_query}");
 
+        let served = SERVED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         let fields = Fields::from_list(&[
             ("content-type".to_string(), b"application/json".to_vec()),
             ("x-wasmfc-guest".to_string(), b"http-hello".to_vec()),
+            ("x-wasmfc-served".to_string(), served.to_string().into_bytes()),
         ])
         .expect("valid response headers");
         let response = OutgoingResponse::new(fields);

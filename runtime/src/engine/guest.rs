@@ -131,7 +131,8 @@ impl GuestInstance {
                 engine: engine.clone(),
                 pre: pre.clone(),
                 settings,
-                prepared: prepared.clone(),
+                _prepared: prepared.clone(),
+                live: None,
             })),
             PreparedTarget::Event {
                 pre,

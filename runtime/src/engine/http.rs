@@ -2,10 +2,14 @@
 //! `wasmtime serve` and wasmCloud components target, so those run here
 //! unchanged.
 //!
-//! Like `wasmtime serve` and Spin, every request gets a fresh instance (a
-//! store and `ProxyPre::instantiate_async`; with the pooling allocator that
-//! is microseconds): `wasi:http` resources are per request, and a fresh
-//! instance is the isolation users expect between requests.
+//! As FC does for event and HTTP functions alike, an instance that answered
+//! a request successfully serves the next one (its store, with the guest's
+//! memory and globals, goes back to the pool; `wasi:http` resources are
+//! per request and left behind with it). One that trapped, timed out or
+//! was stopped is dropped. A function that wants a fresh instance per
+//! request, as `wasmtime serve` and Spin give by default, sets
+//! `freshInstancePerRequest`; a new instance is a store and
+//! `ProxyPre::instantiate_async`, microseconds with the pooling allocator.
 //!
 //! The guest runs in its own task. The caller gets the response as soon as
 //! the guest sets it (`response-outparam.set`), and the body streams while
@@ -23,8 +27,8 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
@@ -161,13 +165,25 @@ async fn send(
     ))
 }
 
-/// An HTTP function's instance recipe: a fresh store per request.
+/// A live instance kept between requests: its store and its exports, and
+/// the capture its WASI output goes to.
+pub struct LiveHttp {
+    store: wasmtime::Store<HttpState>,
+    proxy: Proxy,
+    capture: Capture,
+}
+
+/// An HTTP function's instance: its recipe, and once it has served, the
+/// live instance that serves the next request.
 pub struct HttpInstance {
     pub(super) id: String,
     pub(super) engine: Engine,
     pub(super) pre: ProxyPre<HttpState>,
     pub(super) settings: Arc<InstanceSettings>,
-    pub(super) prepared: Arc<Prepared>,
+    /// Held, not read: keeps the compiled code loaded while the instance
+    /// (and its live store) exists.
+    pub(super) _prepared: Arc<Prepared>,
+    pub(super) live: Option<LiveHttp>,
 }
 
 impl HttpInstance {
@@ -175,30 +191,10 @@ impl HttpInstance {
         &self.id
     }
 
-    /// Serves one request. Answers once the guest has set its response (or
-    /// failed before doing so); the guest keeps running in its own task
-    /// while it writes the body, and `hold` is dropped when it is done (the
-    /// caller passes what must live exactly as long as the guest, e.g. its
-    /// instance permit).
-    ///
-    /// Also answers the guest's output capture, from which the caller may
-    /// take a log tail.
-    pub async fn serve<B, H>(
-        self,
-        ctx: &InvocationContext,
-        request: http::Request<B>,
-        hold: H,
-    ) -> (Result<http::Response<HyperOutgoingBody>, InvokeError>, Capture)
-    where
-        B: hyper::body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<HttpBodyError>,
-        H: Send + 'static,
-    {
+    /// A new store for this function, with its own output capture.
+    fn new_store(&self) -> Result<(wasmtime::Store<HttpState>, Capture), InvokeError> {
         let capture = Capture::log_only(self.engine.config().log_limit);
-        let bounds = match Bounds::new(&self.engine, self.settings.memory_limit_mb, self.settings.fuel_budget) {
-            Ok(bounds) => bounds,
-            Err(e) => return (Err(e), capture),
-        };
+        let bounds = Bounds::new(&self.engine, self.settings.memory_limit_mb, self.settings.fuel_budget)?;
         let state = HttpState {
             wasi: sandbox::locked_wasi(&capture, &self.settings.env).build(),
             http: WasiHttpCtx::new(),
@@ -208,46 +204,97 @@ impl HttpInstance {
                 allowed: self.settings.allowed_outbound_hosts.clone(),
             },
         };
-        let mut store = sandbox::new_store(&self.engine, state);
+        Ok((sandbox::new_store(&self.engine, state), capture))
+    }
+
+    /// Serves one request, on the live instance when there is one, else on
+    /// a new one. Answers once the guest has set its response (or failed
+    /// before doing so); the guest keeps running in its own task while it
+    /// writes the body, and `done` is called when it has finished: with
+    /// this instance when it may serve again (the request succeeded and the
+    /// function reuses instances), with `None` when it must be dropped.
+    ///
+    /// Also answers the guest's output capture, from which the caller may
+    /// take a log tail.
+    pub async fn serve<B, D>(
+        mut self,
+        ctx: &InvocationContext,
+        request: http::Request<B>,
+        done: D,
+    ) -> (Result<http::Response<HyperOutgoingBody>, InvokeError>, Capture)
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<HttpBodyError>,
+        D: FnOnce(Option<HttpInstance>) + Send + 'static,
+    {
+        let (mut store, proxy, capture) = match self.live.take() {
+            Some(live) => {
+                // The previous request's output is not this one's log.
+                let _ = live.capture.take();
+                (live.store, Some(live.proxy), live.capture)
+            }
+            None => match self.new_store() {
+                Ok((store, capture)) => (store, None, capture),
+                Err(e) => {
+                    done(None);
+                    return (Err(e), Capture::log_only(0));
+                }
+            },
+        };
         sandbox::arm(&mut store, &ctx.stop, ctx.deadline);
 
         let internal = |e: wasmtime::Error| InvokeError::Internal(format!("preparing the request: {e:#}"));
         let (sender, receiver) = tokio::sync::oneshot::channel();
-        let incoming = match store.data_mut().http().new_incoming_request(Scheme::Http, request) {
-            Ok(incoming) => incoming,
-            Err(e) => return (Err(internal(e)), capture),
-        };
-        let outparam = match store.data_mut().http().new_response_outparam(sender) {
-            Ok(outparam) => outparam,
-            Err(e) => return (Err(internal(e)), capture),
+        let created = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, request)
+            .and_then(|incoming| Ok((incoming, store.data_mut().http().new_response_outparam(sender)?)));
+        let (incoming, outparam) = match created {
+            Ok(pair) => pair,
+            Err(e) => {
+                done(None);
+                return (Err(internal(e)), capture);
+            }
         };
         let log = capture.clone();
 
-        let pre = self.pre;
         let task_ctx = ctx.clone();
         let stop = ctx.stop.clone();
         // A guest that burns CPU moves to the guest threads (see `offload`).
         let guest = tokio::spawn(super::offload::run(
             async move {
-                let _hold = hold;
-                let _prepared = self.prepared;
+                let pre = self.pre.clone();
                 let run = async {
-                    let proxy = pre.instantiate_async(&mut store).await?;
+                    let proxy = match proxy {
+                        Some(proxy) => proxy,
+                        None => pre.instantiate_async(&mut store).await?,
+                    };
                     proxy
                         .wasi_http_incoming_handler()
                         .call_handle(&mut store, incoming, outparam)
                         .await
+                        .map(|()| proxy)
                 };
                 let end = race(run, &task_ctx.stop, task_ctx.deadline).await;
                 let log = capture.log_tail(usize::MAX);
-                let result = match end {
-                    CallEnd::Returned(Ok(())) => Ok(()),
-                    CallEnd::Returned(Err(e)) => Err(classify(&e, &task_ctx, store.data().bounds(), false, &log)),
-                    CallEnd::Stopped => Err(InvokeError::Stopped),
-                    CallEnd::TimedOut => Err(InvokeError::Timeout(task_ctx.timeout)),
+                let (result, kept) = match end {
+                    CallEnd::Returned(Ok(proxy)) => (Ok(()), Some(proxy)),
+                    CallEnd::Returned(Err(e)) => {
+                        (Err(classify(&e, &task_ctx, store.data().bounds(), false, &log)), None)
+                    }
+                    CallEnd::Stopped => (Err(InvokeError::Stopped), None),
+                    CallEnd::TimedOut => (Err(InvokeError::Timeout(task_ctx.timeout)), None),
                 };
                 if let Err(e) = &result {
                     tracing::info!(request_id = %task_ctx.request_id, error = %e, "HTTP function failed");
+                }
+                match kept.filter(|_| self.settings.reuse_http_instances) {
+                    Some(proxy) => {
+                        self.live = Some(LiveHttp { store, proxy, capture });
+                        done(Some(self));
+                    }
+                    None => done(None),
                 }
                 result
             },

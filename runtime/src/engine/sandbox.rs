@@ -57,6 +57,9 @@ pub struct InstanceSettings {
     /// `fuelBudget` (a wasmfc extension): the most fuel one invocation may
     /// consume. Needs a server with fuel metering.
     pub fuel_budget: Option<u64>,
+    /// An HTTP function's instance serves the next request after a
+    /// successful one (off with the function's `freshInstancePerRequest`).
+    pub reuse_http_instances: bool,
 }
 
 /// The bounds a guest store carries in its data.

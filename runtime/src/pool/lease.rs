@@ -17,16 +17,56 @@ use crate::engine::{
 };
 use crate::registry::ResolvedFunction;
 
-/// Instance permits held for as long as an HTTP function's guest runs.
+/// What an HTTP function's lease holds while its guest runs (the instance
+/// permits, the provisioned and reserved-concurrency marks), and what puts
+/// the instance back together when the guest is done.
 pub(super) struct HttpHold {
-    pub(super) _global: OwnedSemaphorePermit,
-    pub(super) _function: OwnedSemaphorePermit,
-    pub(super) _provisioned: Option<ProvisionedMark>,
-    pub(super) _busy: Option<BusyMark>,
-    /// Inside the function's reserved concurrency while its guest runs.
-    pub(super) _reserved: GatePass,
+    pool: Pool,
+    fp: Arc<FunctionPool>,
+    uses: u64,
+    forced_cold: bool,
+    global: OwnedSemaphorePermit,
+    function: OwnedSemaphorePermit,
+    provisioned: Option<ProvisionedMark>,
+    _busy: Option<BusyMark>,
+    _reserved: GatePass,
     /// Listed among the live instances while its guest runs.
-    pub(super) _tracked: Tracked,
+    tracked: Tracked,
+}
+
+impl HttpHold {
+    /// The guest is done: `back` is its instance when it may serve again
+    /// (see [`HttpInstance::serve`]), then idle in the pool unless it has
+    /// served its share; otherwise the instance is gone and its permits go
+    /// with this hold.
+    pub(super) fn finish(self, back: Option<HttpInstance>) {
+        let HttpHold {
+            pool,
+            fp,
+            uses,
+            forced_cold,
+            global,
+            function,
+            provisioned,
+            tracked,
+            ..
+        } = self;
+        let Some(instance) = back else { return };
+        let slot = Slot {
+            instance: GuestInstance::Http(instance),
+            uses: uses + 1,
+            provisioned,
+            tracked,
+            _global: global,
+            _function: function,
+        };
+        if forced_cold || slot.uses >= pool.inner.config.max_reuse {
+            let unload = forced_cold.then(|| (pool.inner.engine.clone(), fp.entry.spec.wasm_sha256.clone()));
+            discard(slot, unload);
+        } else {
+            fp.give_back(slot);
+        }
+    }
 }
 
 /// Drops an instance that will not serve again once the caller's response
@@ -97,26 +137,36 @@ impl Lease {
     /// held while its guest runs (the instance permits).
     pub(super) fn into_http(self) -> Result<(HttpInstance, HttpHold), (String, InvokeError)> {
         let Lease {
-            slot, _busy, _reserved, ..
+            pool,
+            fp,
+            slot,
+            _busy,
+            _reserved,
+            forced_cold,
+            ..
         } = self;
         let Slot {
             instance,
+            uses,
             provisioned,
             tracked,
             _global,
             _function,
-            ..
         } = slot;
         match instance {
             GuestInstance::Http(instance) => Ok((
                 instance,
                 HttpHold {
-                    _global,
-                    _function,
-                    _provisioned: provisioned,
+                    pool,
+                    fp,
+                    uses,
+                    forced_cold,
+                    global: _global,
+                    function: _function,
+                    provisioned,
                     _busy,
                     _reserved,
-                    _tracked: tracked,
+                    tracked,
                 },
             )),
             other => Err((other.id().to_string(), InvokeError::event_function())),
@@ -135,7 +185,7 @@ impl Lease {
                 Err((id, e)) => (Err(e), id),
                 Ok((instance, hold)) => {
                     let id = instance.id().to_string();
-                    let result = match instance.serve(&ctx, request, hold).await.0 {
+                    let result = match instance.serve(&ctx, request, move |back| hold.finish(back)).await.0 {
                         Ok(response) => collect_response(response).await,
                         Err(e) => Err(e),
                     };

@@ -194,6 +194,7 @@ impl Pool {
                         run_initializer: spec.initializer,
                         allowed_outbound_hosts: Arc::new(spec.allowed_outbound_hosts.clone()),
                         fuel_budget: spec.fuel_budget,
+                        reuse_http_instances: !spec.fresh_instance_per_request,
                     }),
                     idle: Mutex::new(Vec::new()),
                     returned: Notify::new(),
@@ -281,7 +282,7 @@ impl Pool {
         match lease.into_http() {
             Ok((instance, hold)) => {
                 let instance_id = instance.id().to_string();
-                let (response, log) = instance.serve(ctx, request, hold).await;
+                let (response, log) = instance.serve(ctx, request, move |back| hold.finish(back)).await;
                 // Counted when the response head is ready: the guest may
                 // stream its body for a while yet.
                 let result = response.as_ref().map(|_| ()).map_err(InvokeError::error_type);

@@ -417,6 +417,9 @@ fn apply_function_fields(body: &Fields, doc: &mut Map<String, Value>) -> Result<
         })?;
         doc.insert("allowedOutboundHosts".into(), json!(hosts));
     }
+    if let Some(fresh) = body.bool("freshInstancePerRequest")? {
+        doc.insert("freshInstancePerRequest".into(), json!(fresh));
+    }
     if let Some(budget) = body.value("fuelBudget") {
         if budget.is_null() {
             doc.remove("fuelBudget");

@@ -33,6 +33,10 @@ pub struct FunctionSpec {
     /// The most fuel one invocation may consume (`fuelBudget`, a wasmfc
     /// extension); needs a server with `--fuel-metering`.
     pub fuel_budget: Option<u64>,
+    /// Serve every request of an HTTP function on a new instance
+    /// (`freshInstancePerRequest`, a wasmfc extension); by default an
+    /// instance that answered successfully serves the next request.
+    pub fresh_instance_per_request: bool,
 }
 
 impl FunctionSpec {
@@ -63,6 +67,7 @@ impl FunctionSpec {
             allowed_outbound_hosts: AllowList::parse(&f.string_list("allowedOutboundHosts")?.unwrap_or_default())
                 .map_err(|e| RegistryError::InvalidArgument(format!("allowedOutboundHosts entry {e}")))?,
             fuel_budget: f.int("fuelBudget", 1, MAX_FUEL_BUDGET)?.map(|b| b as u64),
+            fresh_instance_per_request: f.bool("freshInstancePerRequest")?.unwrap_or(false),
         })
     }
 }

@@ -389,3 +389,61 @@ async fn async_requests_become_tasks_whose_rerun_replays_the_request() {
     assert_eq!(body["query"], "n=1", "{body}");
     assert_eq!(body["headers"]["x-trace"], "t1", "{body}");
 }
+
+/// An HTTP function's instance serves the next request (`warm`, the same
+/// instance, its globals kept); one that trapped is dropped; with
+/// `freshInstancePerRequest` every request gets a new instance.
+#[tokio::test]
+async fn an_http_functions_instance_is_reused_until_it_fails() {
+    let s = Server::default().await;
+    s.create_service("web").await;
+    deploy(&s, "hello", guests::HTTP_HELLO, json!({}), json!({"methods": ["GET"]})).await;
+    let facts = |r: &wasmfc_tests::Reply| {
+        (
+            r.header("x-fc-start-type").unwrap_or("").to_string(),
+            r.header("x-fc-instance-id").unwrap_or("").to_string(),
+            r.header("x-wasmfc-served").unwrap_or("").to_string(),
+        )
+    };
+    let first = s.get("/2016-08-15/proxy/web/hello/a").await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    let (start, id, served) = facts(&first);
+    assert_eq!((start.as_str(), served.as_str()), ("cold", "1"));
+    // The instance goes back once the guest has finished the body.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let second = loop {
+        let r = s.get("/2016-08-15/proxy/web/hello/b").await;
+        if facts(&r).0 == "warm" || std::time::Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert_eq!(facts(&second), ("warm".to_string(), id.clone(), "2".to_string()));
+
+    // A trap drops the instance: the next request starts a new one.
+    s.get("/2016-08-15/proxy/web/hello/trap")
+        .await
+        .assert_error(502, "UnhandledInvocationError");
+    let after = s.get("/2016-08-15/proxy/web/hello/c").await;
+    let (start, new_id, served) = facts(&after);
+    assert_eq!((start.as_str(), served.as_str()), ("cold", "1"), "{}", after.text());
+    assert_ne!(new_id, id);
+
+    // The opt-out: a fresh instance for every request.
+    deploy(
+        &s,
+        "fresh",
+        guests::HTTP_HELLO,
+        json!({"freshInstancePerRequest": true}),
+        json!({"methods": ["GET"]}),
+    )
+    .await;
+    let mut ids = std::collections::BTreeSet::new();
+    for _ in 0..3 {
+        let r = s.get("/2016-08-15/proxy/web/fresh/x").await;
+        let (start, id, served) = facts(&r);
+        assert_eq!((start.as_str(), served.as_str()), ("cold", "1"), "{}", r.text());
+        ids.insert(id);
+    }
+    assert_eq!(ids.len(), 3);
+}

@@ -60,6 +60,7 @@ fn settings() -> Arc<InstanceSettings> {
         run_initializer: false,
         allowed_outbound_hosts: Arc::default(),
         fuel_budget: None,
+        reuse_http_instances: true,
     })
 }
 

@@ -49,6 +49,7 @@ fn invoke(c: &mut Criterion) {
         run_initializer: false,
         allowed_outbound_hosts: Arc::default(),
         fuel_budget: None,
+        reuse_http_instances: true,
     });
     let event = Bytes::from_static(b"bench");
 

@@ -168,7 +168,11 @@ pub async fn run(args: WasiHttpArgs) -> anyhow::Result<()> {
         .fold(f64::MIN_POSITIVE, f64::max);
     for (i, ((name, _, _), result)) in targets.iter().zip(&results).enumerate() {
         let rps = result.per_second();
-        let flags = if i == 1 { format!("; {}", BEST_FLAGS.join(" ")) } else { String::new() };
+        let flags = if i == 1 {
+            format!("; {}", BEST_FLAGS.join(" "))
+        } else {
+            String::new()
+        };
         report.rows.push(
             Row::from_histogram(*name, &result.latency_us, 1000.0)
                 .per_second(rps)

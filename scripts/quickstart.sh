@@ -37,6 +37,8 @@ echo "==> the same greeting in Python and JavaScript, with the CLI: wasmfc invok
 echo "==> an HTTP function: GET $BASE/proxy/examples/http-hello/greet?name=wasmfc"
 curl -s "$BASE/proxy/examples/http-hello/greet?name=wasmfc"
 echo
+echo "==> the HTTP function in Python: GET $BASE/proxy/examples/http-hello-py/greet"
+curl -s "$BASE/proxy/examples/http-hello-py/greet"
 DT="http://${LISTEN}/runtime/webhooks/durabletask"
 echo "==> an orchestration: POST $DT/orchestrators/hello-sequence (waits for the outcome)"
 curl -s -X POST "$DT/orchestrators/hello-sequence?timeout=10&pollingInterval=0.1"

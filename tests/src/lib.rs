@@ -35,6 +35,11 @@ pub mod script_guests {
     pub fn hello_js() -> String {
         built("hello_js.wasm")
     }
+
+    /// The HTTP function in Python (a `wasi:http/proxy` component).
+    pub fn http_hello_py() -> String {
+        built("http_hello_py.wasm")
+    }
 }
 
 pub mod guests {

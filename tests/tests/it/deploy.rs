@@ -69,6 +69,8 @@ async fn deploying_the_examples_is_idempotent_and_updates_only_what_changed() {
     );
     let r = s.get("/2016-08-15/proxy/examples/http-hello/greet").await;
     assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    let r = s.get("/2016-08-15/proxy/examples/http-hello-py/greet").await;
+    assert_eq!(r.text(), "Hello from Python at /greet!\n");
     let cfg = s
         .get("/2016-08-15/services/examples.LATEST/functions/sleep/async-invoke-config")
         .await;
@@ -76,7 +78,7 @@ async fn deploying_the_examples_is_idempotent_and_updates_only_what_changed() {
     let alias: Value = s.get("/2016-08-15/services/examples/aliases/live").await.json();
     assert_eq!(alias["versionId"], "1", "{alias}");
     let before = modified(&s).await;
-    assert_eq!(before.len(), 18, "{before:?}");
+    assert_eq!(before.len(), 19, "{before:?}");
 
     // Nothing changed: nothing is written.
     let (ok, out) = deploy(&s, &["-f", manifest]).await;

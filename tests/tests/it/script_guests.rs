@@ -1,7 +1,8 @@
 //! Functions in Python (componentize-py) and JavaScript (componentize-js),
 //! built from source by scripts/build-script-guests.sh: invoked sync (a
 //! result, a handled error, the log tail), run as tasks, and a looping task
-//! stopped — epoch interruption reaches interpreted code too.
+//! stopped — epoch interruption reaches interpreted code too; and an HTTP
+//! function in Python.
 
 use std::time::Duration;
 
@@ -70,4 +71,58 @@ async fn a_javascript_function_runs_sync_and_as_tasks_and_stop_interrupts_it() {
     let s = Server::default().await;
     s.create_service(S).await;
     check_language(&s, "hello-js", &script_guests::hello_js(), "hello-js").await;
+}
+
+/// The HTTP function in Python: a `wasi:http/proxy` component built by
+/// componentize-py answers on its trigger, its instance (and module
+/// globals) serves the next request, and a trap drops it.
+#[tokio::test]
+async fn a_python_http_function_answers_and_its_instance_is_reused() {
+    let s = Server::default().await;
+    s.create_service(S).await;
+    s.create_function(S, "web-py", &script_guests::http_hello_py(), json!({ "timeout": 60 }))
+        .await;
+    let triggers = format!("/2016-08-15/services/{S}/functions/web-py/triggers");
+    let config = json!({"authType": "anonymous", "methods": ["GET", "POST"]});
+    let r = s
+        .post_json(
+            &triggers,
+            json!({"triggerName": "web", "triggerType": "http", "triggerConfig": config, "qualifier": null}),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 200, "create trigger: {}", r.text());
+
+    let base = format!("/2016-08-15/proxy/{S}/web-py");
+    let first = s.get(&format!("{base}/greet")).await;
+    assert_eq!(first.status.as_u16(), 200, "{}", first.text());
+    assert_eq!(first.text(), "Hello from Python at /greet!\n");
+    assert_eq!(first.header("x-fc-start-type"), Some("cold"));
+    assert_eq!(first.header("x-wasmfc-served"), Some("1"));
+    let instance = first.header("x-fc-instance-id").unwrap_or("").to_string();
+
+    // The instance goes back to the pool once the guest has finished its
+    // body; the next request finds it warm, its counter kept.
+    let deadline = std::time::Instant::now() + WAIT;
+    let warm = loop {
+        let r = s.get(&format!("{base}/again")).await;
+        if r.header("x-fc-start-type") == Some("warm") || std::time::Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert_eq!(warm.header("x-fc-start-type"), Some("warm"), "{}", warm.text());
+    assert_eq!(warm.header("x-fc-instance-id"), Some(instance.as_str()));
+    assert_eq!(warm.header("x-wasmfc-served"), Some("2"));
+
+    let posted = s.call(Method::POST, &format!("{base}/shout"), "quiet words", &[]).await;
+    assert_eq!(posted.status.as_u16(), 200, "{}", posted.text());
+    assert_eq!(posted.text(), "QUIET WORDS");
+
+    s.get(&format!("{base}/trap"))
+        .await
+        .assert_error(502, "UnhandledInvocationError");
+    let after = s.get(&format!("{base}/after")).await;
+    assert_eq!(after.text(), "Hello from Python at /after!\n");
+    assert_eq!(after.header("x-wasmfc-served"), Some("1"), "a trapped instance was reused");
+    assert_ne!(after.header("x-fc-instance-id"), Some(instance.as_str()));
 }

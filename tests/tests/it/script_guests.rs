@@ -123,6 +123,10 @@ async fn a_python_http_function_answers_and_its_instance_is_reused() {
         .assert_error(502, "UnhandledInvocationError");
     let after = s.get(&format!("{base}/after")).await;
     assert_eq!(after.text(), "Hello from Python at /after!\n");
-    assert_eq!(after.header("x-wasmfc-served"), Some("1"), "a trapped instance was reused");
+    assert_eq!(
+        after.header("x-wasmfc-served"),
+        Some("1"),
+        "a trapped instance was reused"
+    );
     assert_ne!(after.header("x-fc-instance-id"), Some(instance.as_str()));
 }

@@ -6,9 +6,10 @@
 //! body-limit, signature and handler code as every other route — without the
 //! router's per-request work (two boxed middleware layers, the nested
 //! prefix's URI rewrite, matching, and deserialising the path into a map).
-//! Every other request, and any invocation path this matcher is unsure of
-//! (percent-escapes, empty segments), goes to the router, which serves
-//! InvokeFunction too.
+//! HTTP-trigger requests (an HTTP function's every request) are matched and
+//! served here the same way. Every other request, and any path these
+//! matchers are unsure of (percent-escapes, empty segments), goes to the
+//! router, which serves both kinds too.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -21,7 +22,8 @@ use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
 use tower::{Service, ServiceExt};
 
-use super::fc::{QueryMap, invoke_function, split_service_segment};
+use super::fc::proxy::{ProxyTarget, serve_target};
+use super::fc::{PROXY_PREFIX, QueryMap, invoke_function, split_service_segment};
 use super::{SharedState, read_signed_body, with_request_id};
 
 /// The router, with InvokeFunction served in front of it. Cheap to clone.
@@ -40,6 +42,10 @@ impl Front {
     /// every request of a connection); the router is cloned only for the
     /// requests it serves.
     pub fn handle(&self, req: Request) -> Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>> {
+        if proxy_target(req.uri().path()).is_some() {
+            let serve = Box::pin(proxy(self.state.clone(), req));
+            return Box::pin(with_request_id(serve).map(Ok));
+        }
         if invocation_target(req.method(), req.uri().path()).is_some() {
             let state = self.state.clone();
             // The handler's future is boxed where it is made: wrapped
@@ -93,6 +99,47 @@ fn next_segment(path: &str) -> Option<(&str, &str)> {
     Some((&path[..slash], &path[slash + 1..]))
 }
 
+/// `/2016-08-15/proxy/{service segment}/{function}[/{path...}]` →
+/// (service segment, function), when both are plain (no percent-escapes to
+/// decode, neither empty). What follows the function is the guest's own
+/// path and is passed on as it is.
+fn proxy_target(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix(PROXY_PREFIX)?;
+    let (service, rest) = next_segment(rest)?;
+    let function = match rest.bytes().position(|b| b == b'/') {
+        Some(slash) => &rest[..slash],
+        None => rest,
+    };
+    let plain = |s: &str| !s.is_empty() && !s.as_bytes().contains(&b'%');
+    (plain(service) && plain(function)).then_some((service, function))
+}
+
+/// Serves a request `proxy_target` matched: an HTTP trigger's, with the
+/// body left streaming (the trigger decides on signatures).
+async fn proxy(state: SharedState, req: Request) -> Response {
+    // The target borrows from the URI (a reference-counted copy), not from
+    // the request that moves on to the guest.
+    let uri = req.uri().clone();
+    let Some((segment, function)) = proxy_target(uri.path()) else {
+        return super::ApiError::internal("HTTP trigger", "the proxy path no longer matches").into_response();
+    };
+    let (service, path_qualifier) = match split_service_segment(segment) {
+        Ok(split) => split,
+        Err(e) => return e.into_response(),
+    };
+    let query = match (path_qualifier, uri.query()) {
+        (None, Some(_)) => Some(QueryMap::from_uri(&uri)),
+        _ => None,
+    };
+    let qualifier = path_qualifier.or_else(|| query.as_ref().and_then(|q| q.get("qualifier")));
+    let target = ProxyTarget {
+        service,
+        qualifier,
+        function,
+    };
+    serve_target(&state, target, req).await
+}
+
 /// Serves a request `invocation_target` matched. The path's parts are
 /// borrowed from the request as it is served, not copied.
 async fn invoke(state: SharedState, req: Request) -> Response {
@@ -124,6 +171,26 @@ async fn invoke(state: SharedState, req: Request) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn matches_only_plain_proxy_paths() {
+        let p = "/2016-08-15/proxy/";
+        assert_eq!(proxy_target(&format!("{p}svc/f")), Some(("svc", "f")));
+        assert_eq!(proxy_target(&format!("{p}svc.prod/f/")), Some(("svc.prod", "f")));
+        assert_eq!(proxy_target(&format!("{p}svc/f/a/b%20c")), Some(("svc", "f")));
+        for path in [
+            format!("{p}svc"),
+            format!("{p}svc/"),
+            format!("{p}/f"),
+            format!("{p}svc//x"),
+            format!("{p}s%76c/f"),
+            format!("{p}svc/f%31/x"),
+            "/2021-04-06/proxy/svc/f".to_string(),
+            "/2016-08-15/proxyx/svc/f".to_string(),
+        ] {
+            assert_eq!(proxy_target(&path), None, "{path}");
+        }
+    }
 
     #[test]
     fn matches_only_plain_invocation_paths() {

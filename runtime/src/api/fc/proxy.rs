@@ -26,18 +26,40 @@ use crate::tasks::TaskKind;
 /// FC's limit for an HTTP trigger's request body.
 const MAX_REQUEST_BODY: usize = 32 << 20;
 
+/// Which function an HTTP-trigger request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxyTarget<'a> {
+    pub service: &'a str,
+    pub qualifier: Option<&'a str>,
+    pub function: &'a str,
+}
+
+/// The router's handler (for the paths [`super::super::Front`] leaves to
+/// it: percent-escaped or empty segments).
 pub async fn serve(State(app): State<SharedState>, scope: Scope, req: Request) -> Response {
-    match serve_request(&app, scope, req).await {
+    let target = ProxyTarget {
+        service: &scope.service,
+        qualifier: scope.qualifier(),
+        function: scope.function(),
+    };
+    serve_target(&app, target, req).await
+}
+
+/// Serves one HTTP-trigger request for `target`.
+pub async fn serve_target(app: &SharedState, target: ProxyTarget<'_>, req: Request) -> Response {
+    match serve_request(app, target, req).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
     }
 }
 
-async fn serve_request(app: &SharedState, scope: Scope, req: Request) -> ApiResult<Response> {
-    let function = scope.function().to_string();
-    let trigger = app
-        .registry
-        .http_trigger(&scope.service, &function, scope.qualifier())?;
+async fn serve_request(app: &SharedState, target: ProxyTarget<'_>, req: Request) -> ApiResult<Response> {
+    let ProxyTarget {
+        service,
+        qualifier,
+        function,
+    } = target;
+    let trigger = app.registry.http_trigger(service, function, qualifier)?;
     if !trigger.allows(req.method()) {
         let allowed: Vec<&str> = trigger.methods.iter().map(|m| m.as_str()).collect();
         return Err(ApiError::new(
@@ -54,7 +76,7 @@ async fn serve_request(app: &SharedState, scope: Scope, req: Request) -> ApiResu
     if trigger.requires_signature {
         verify_signature(app, &req)?;
     }
-    let resolved = app.registry.resolve(&scope.service, scope.qualifier(), &function)?;
+    let resolved = app.registry.resolve(service, qualifier, function)?;
     if resolved.function.spec.kind != GuestKind::HttpComponent {
         return Err(ApiError::invalid(format!(
             "function '{function}' is an event function ({}); HTTP triggers serve HTTP functions \

@@ -11,6 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 pub mod browser;
+pub mod postgres;
 
 /// Paths of the example guests, built by `build.rs`.
 /// The Python and JavaScript example guests (`guest-examples/hello-py`,

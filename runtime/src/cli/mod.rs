@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod deploy;
 pub mod invoke;
+pub mod migrate;
 pub mod orchestrations;
 pub mod resources;
 pub mod serve;
@@ -39,6 +40,8 @@ pub enum Command {
     Services(resources::ServicesCommand),
     /// Run a benchmark (starts its own servers).
     Bench(bench::BenchCommand),
+    /// Create or upgrade a PostgreSQL store's schema.
+    Migrate(migrate::MigrateCommand),
 }
 
 /// The invoked guest failed (its error was printed): exit code 1, apart
@@ -59,6 +62,7 @@ impl Cli {
             Command::Functions(cmd) => cmd.run().await,
             Command::Services(cmd) => cmd.run().await,
             Command::Bench(cmd) => cmd.run().await,
+            Command::Migrate(cmd) => cmd.run().await,
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Persistence: the embedded SQLite store.
+//! Persistence: the embedded SQLite store, and (in [`postgres`]) the
+//! PostgreSQL schema for a shared store.
 //!
 //! One database file in the data dir, in WAL mode. All writes go through one
 //! writer thread that *group-commits*: it drains every write queued while the
@@ -17,6 +18,7 @@ mod durable;
 mod log_budget;
 mod orch_control;
 mod orch_rows;
+pub mod postgres;
 mod registry;
 mod task_list;
 mod task_rows;
@@ -42,6 +44,13 @@ use tokio::sync::oneshot;
 pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("PostgreSQL error: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("not a valid PostgreSQL URL: {0}")]
+    BadUrl(String),
+    /// The database was migrated by a newer wasmfc.
+    #[error("the database's schema is version {found}, newer than this wasmfc knows ({known}): upgrade wasmfc")]
+    SchemaTooNew { found: i32, known: i32 },
     #[error("stored document is not valid JSON: {0}")]
     Json(#[from] serde_json::Error),
     #[error("the store's writer thread has stopped")]

@@ -17,6 +17,7 @@ mod instances;
 mod limits;
 mod orchestrations;
 mod pool;
+mod postgres_store;
 mod provision;
 mod restart;
 mod script_guests;

@@ -43,7 +43,7 @@ impl ConfigTable {
         ConfigTable::Concurrency,
     ];
 
-    fn sql_table(self) -> &'static str {
+    pub(super) fn sql_table(self) -> &'static str {
         match self {
             ConfigTable::AsyncInvoke => "async_configs",
             ConfigTable::Provision => "provision_configs",

@@ -8,8 +8,10 @@
 //! docs/architecture.md, "Store".
 
 mod migrate;
+mod registry;
 
 pub use migrate::{MIGRATIONS, Migration, MigrationReport, migrate};
+pub use registry::{apply_registry, load_registry, package, put_package};
 
 use std::time::Duration;
 

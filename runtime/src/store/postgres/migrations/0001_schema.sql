@@ -80,14 +80,20 @@ CREATE TABLE concurrency_configs (
 
 -- Content-addressed code. Unlike the embedded store (files under code/),
 -- the package itself lives here: every node can fetch what any node
--- uploaded, and keeps its compiled artifacts on its own disk.
+-- uploaded, and keeps its compiled artifacts on its own disk. As on disk,
+-- the bytes are written first and the `code` row records that they are
+-- complete.
+CREATE TABLE code_packages (
+    package_sha256 TEXT PRIMARY KEY,
+    package        BYTEA NOT NULL
+);
+
 CREATE TABLE code (
     package_sha256 TEXT PRIMARY KEY,
     wasm_sha256    TEXT NOT NULL,
     package_size   BIGINT NOT NULL,
     checksum       TEXT NOT NULL,
-    created_ms     BIGINT NOT NULL,
-    package        BYTEA NOT NULL
+    created_ms     BIGINT NOT NULL
 );
 
 -- Node membership: a row per node, its heartbeat renewed while it lives.

@@ -7,11 +7,15 @@
 //! expiry, fencing token) on every task and orchestration instance. See
 //! docs/architecture.md, "Store".
 
+mod leases;
 mod migrate;
 mod registry;
+mod tasks;
 
+pub use leases::{Claim, claim_due, expire_leases, renew_leases};
 pub use migrate::{MIGRATIONS, Migration, MigrationReport, migrate};
 pub use registry::{apply_registry, load_registry, package, put_package};
+pub use tasks::{Fence, QUEUES, get_task, insert_task, queue_of, task_events, transition};
 
 use std::time::Duration;
 

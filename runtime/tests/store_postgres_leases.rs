@@ -231,3 +231,35 @@ async fn a_lapsed_lease_moves_the_task_and_fences_off_its_old_owner() {
     assert_eq!(row.status, Succeeded);
     assert_eq!(pg.query("lapsed", "SELECT lease_owner IS NULL FROM tasks"), "t");
 }
+
+#[tokio::test]
+async fn nodes_are_live_while_their_heartbeats_are_fresh() {
+    let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
+    let (_url, client) = store(&pg, "nodes").await;
+    let node = |id: &str, at: i64, running: i64| postgres::NodeRow {
+        node_id: id.into(),
+        address: format!("127.0.0.1:{}", 9000 + running),
+        started_ms: 1_000,
+        heartbeat_ms: at,
+        tasks_running: running,
+        instances: 2 * running,
+    };
+    postgres::heartbeat(&client, &node("a", 10_000, 1)).await.unwrap();
+    postgres::heartbeat(&client, &node("b", 10_000, 2)).await.unwrap();
+    // A's next heartbeat updates its row; B's stops.
+    postgres::heartbeat(&client, &node("a", 14_000, 3)).await.unwrap();
+
+    let live = postgres::live_nodes(&client, 9_000).await.unwrap();
+    assert_eq!(live, [node("a", 14_000, 3), node("b", 10_000, 2)]);
+    // One lease period (say 3 s) after B's last heartbeat, B is gone.
+    let live = postgres::live_nodes(&client, 14_000 - 3_000).await.unwrap();
+    assert_eq!(live, [node("a", 14_000, 3)]);
+    postgres::leave(&client, "a").await.unwrap();
+    assert!(
+        postgres::live_nodes(&client, 0)
+            .await
+            .unwrap()
+            .iter()
+            .all(|n| n.node_id == "b")
+    );
+}

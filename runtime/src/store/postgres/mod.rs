@@ -9,11 +9,13 @@
 
 mod leases;
 mod migrate;
+mod nodes;
 mod registry;
 mod tasks;
 
 pub use leases::{Claim, claim_due, expire_leases, renew_leases};
 pub use migrate::{MIGRATIONS, Migration, MigrationReport, migrate};
+pub use nodes::{NodeRow, heartbeat, leave, live_nodes};
 pub use registry::{apply_registry, load_registry, package, put_package};
 pub use tasks::{Fence, QUEUES, get_task, insert_task, queue_of, task_events, transition};
 

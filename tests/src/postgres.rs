@@ -39,7 +39,7 @@ impl Postgres {
         }
         let data = owned.join("data");
         let pg = Postgres {
-            port: 0,
+            port: free_port(),
             data,
             bin: server_bin_dir(),
             run_as,
@@ -60,8 +60,6 @@ impl Postgres {
             ],
         );
         assert!(init.status.success(), "initdb failed: {}", describe(&init));
-        let mut pg = pg;
-        pg.port = free_port();
         pg.start_server();
         pg
     }

@@ -17,6 +17,7 @@ mod changes;
 mod durable;
 mod log_budget;
 mod orch_control;
+mod orch_recover;
 mod orch_rows;
 pub mod postgres;
 mod registry;

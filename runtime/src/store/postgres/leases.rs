@@ -38,14 +38,9 @@ pub async fn claim_due(
     limit: i64,
 ) -> Result<Vec<Claim>> {
     let tx = client.transaction().await?;
-    let returning: String = COLUMNS
-        .split(", ")
-        .map(|c| format!("t.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
     let sql = format!(
         "WITH due AS (
-             SELECT seq, status AS before FROM tasks
+             SELECT seq AS due_seq, status AS before FROM tasks
              WHERE queue = $1 AND end_ms = 0 AND lease_owner IS NULL AND next_run_ms <= $2
                AND status IN ('Enqueued', 'Dequeued', 'Retrying')
              ORDER BY next_run_ms, seq
@@ -57,8 +52,8 @@ pub async fn claim_due(
              lease_token = nextval('lease_tokens'),
              status = CASE WHEN t.status = 'Enqueued' THEN 'Dequeued' ELSE t.status END,
              events = CASE WHEN t.status = 'Enqueued' THEN t.events + 1 ELSE t.events END
-         FROM due WHERE t.seq = due.seq
-         RETURNING {returning}, t.payload, t.events, due.before"
+         FROM due WHERE t.seq = due.due_seq
+         RETURNING {COLUMNS}, payload, events, before"
     );
     let rows = tx.query(&sql, &[&queue, &now_ms, &limit, &node, &lease_ms]).await?;
     let mut claims = Vec::with_capacity(rows.len());

@@ -76,16 +76,21 @@ pub(super) async fn append_event(
     Ok(())
 }
 
+/// Queue partitions.
+pub const QUEUES: i16 = 16;
+
+const QUEUE_HASH: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_ECMA_182);
+
 /// The queue partition of a function's tasks: claims scan one partition at
 /// a time, so nodes spread over partitions rather than contend for one set
 /// of rows.
 pub fn queue_of(service: &str, function: &str) -> i16 {
-    let hash = crc::Crc::<u64>::new(&crc::CRC_64_ECMA_182).checksum(format!("{service}/{function}").as_bytes());
-    (hash % QUEUES as u64) as i16
+    let mut digest = QUEUE_HASH.digest();
+    digest.update(service.as_bytes());
+    digest.update(b"/");
+    digest.update(function.as_bytes());
+    (digest.finalize() % QUEUES as u64) as i16
 }
-
-/// Queue partitions.
-pub const QUEUES: i16 = 16;
 
 /// Inserts a task in `Enqueued` with its first history event.
 pub async fn insert_task(client: &mut Client, t: &NewTask) -> Result<i64> {

@@ -21,6 +21,7 @@ SRC = Path(__file__).resolve().parent.parent / "runtime" / "src"
 LAYERS = [
     ["util", "tasks", "journal", "metrics"],
     ["store", "engine"],
+    ["cluster"],
     ["registry"],
     ["pool"],
     ["scheduler", "provision"],

@@ -4,7 +4,7 @@
 //! that fails and must leave both stores as they were.
 
 use serde_json::json;
-use wasmfc::store::{ConfigTable, Durability, RegistryChange, RegistryRows, Store, postgres};
+use wasmfc::store::{ConfigTable, Durability, RegistryChange, RegistryRows, SqliteStore, postgres};
 use wasmfc_tests::postgres::Postgres;
 
 use RegistryChange::*;
@@ -195,7 +195,7 @@ async fn registry_changes_read_back_the_same_on_sqlite_and_postgres() {
     let mut client = postgres::connect(&url).await.unwrap();
     postgres::migrate(&mut client).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = Store::open(&dir.path().join("wasmfc.db"), Durability::Process).unwrap();
+    let sqlite = SqliteStore::open(&dir.path().join("wasmfc.db"), Durability::Process).unwrap();
 
     for (i, (changes, succeeds)) in batches().into_iter().enumerate() {
         let on_sqlite = sqlite.apply_registry(changes.clone()).await;
@@ -206,7 +206,7 @@ async fn registry_changes_read_back_the_same_on_sqlite_and_postgres() {
             succeeds,
             "batch {i} on PostgreSQL: {on_postgres:?}"
         );
-        let expected = normalized(sqlite.load_registry().unwrap());
+        let expected = normalized(sqlite.load_registry().await.unwrap());
         let actual = normalized(postgres::load_registry(&client).await.unwrap());
         assert_eq!(actual, expected, "after batch {i}");
     }

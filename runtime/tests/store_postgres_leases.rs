@@ -1,20 +1,20 @@
 //! Task leases on PostgreSQL (a throwaway server per test): concurrent
-//! claimers never share a task, a lapsed lease puts a running task back as
-//! `Retrying` for another node, and the old owner's late completion is
-//! refused by its stale fencing token — so a task ends `Succeeded` once.
+//! claimers never share a task, a lapsed lease is seen as lapsed and a
+//! running task put back as `Retrying` for another node, and the old
+//! owner's late completion is refused by its stale fencing token — so a
+//! task ends `Succeeded` once.
 
 use std::collections::HashSet;
 
 use bytes::Bytes;
-use tokio_postgres::Client;
-use wasmfc::store::postgres::{self, Fence};
 use wasmfc::store::{NewTask, TaskUpdate, Transition};
+use wasmfc::store::{PgStore, postgres};
 use wasmfc::tasks::{TaskKind, TaskState};
 use wasmfc_tests::postgres::Postgres;
 
 use TaskState::*;
 
-async fn store(pg: &Postgres, db: &str) -> (String, Client) {
+async fn store(pg: &Postgres, db: &str) -> (String, tokio_postgres::Client) {
     let url = pg.create_database(db);
     let mut client = postgres::connect(&url).await.unwrap();
     postgres::migrate(&mut client).await.unwrap();
@@ -51,37 +51,26 @@ fn succeed(seq: i64) -> Transition {
     })
 }
 
-/// One node's loop: claim from every partition until nothing is left, run
-/// and finish each claimed task under its token. Answers the seqs it ran.
-async fn drain(mut client: Client, node: &str) -> Vec<i64> {
+fn dequeue(seq: i64) -> Transition {
+    Transition::new(seq, &[Enqueued], Dequeued, "taken from the queue")
+}
+
+/// One node's loop: claim until nothing is left, run and finish each
+/// claimed task under its token. Answers the seqs it ran.
+async fn drain(store: PgStore, node: &str, first_queue: i16) -> Vec<i64> {
     let mut ran = Vec::new();
     loop {
-        let mut claimed = 0;
-        for queue in 0..postgres::QUEUES {
-            for claim in postgres::claim_due(&mut client, node, queue, 10_000, 60_000, 16)
-                .await
-                .unwrap()
-            {
-                claimed += 1;
-                let seq = claim.row.seq;
-                let fence = Some(Fence(claim.token));
-                assert!(
-                    postgres::transition(&mut client, run(seq), fence)
-                        .await
-                        .unwrap()
-                        .is_some()
-                );
-                assert!(
-                    postgres::transition(&mut client, succeed(seq), fence)
-                        .await
-                        .unwrap()
-                        .is_some()
-                );
-                ran.push(seq);
-            }
-        }
-        if claimed == 0 {
+        let claims = store.claim_due(node, first_queue, 10_000, 60_000, 16).await.unwrap();
+        if claims.is_empty() {
             return ran;
+        }
+        for claim in claims {
+            let seq = claim.row.seq;
+            let fence = Some(claim.token);
+            for step in [dequeue(seq), run(seq), succeed(seq)] {
+                assert!(store.transition(step.fenced(fence)).await.unwrap().is_some());
+            }
+            ran.push(seq);
         }
     }
 }
@@ -89,20 +78,16 @@ async fn drain(mut client: Client, node: &str) -> Vec<i64> {
 #[tokio::test]
 async fn concurrent_claimers_never_share_a_task() {
     let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
-    let (url, mut client) = store(&pg, "claims").await;
+    let url = pg.create_database("claims");
+    let store = PgStore::open(&url).await.unwrap();
     let mut all = HashSet::new();
     for i in 0..400 {
         let function = format!("f{}", i % 7);
-        all.insert(
-            postgres::insert_task(&mut client, &task(&function, &format!("t{i}")))
-                .await
-                .unwrap(),
-        );
+        all.insert(store.insert_task(task(&function, &format!("t{i}"))).await.unwrap());
     }
 
-    let a = postgres::connect(&url).await.unwrap();
-    let b = postgres::connect(&url).await.unwrap();
-    let (ran_a, ran_b) = tokio::join!(drain(a, "node-a"), drain(b, "node-b"));
+    let (a, b) = (PgStore::open(&url).await.unwrap(), PgStore::open(&url).await.unwrap());
+    let (ran_a, ran_b) = tokio::join!(drain(a, "node-a", 0), drain(b, "node-b", 8));
 
     let set_a: HashSet<i64> = ran_a.iter().copied().collect();
     let set_b: HashSet<i64> = ran_b.iter().copied().collect();
@@ -119,7 +104,8 @@ async fn concurrent_claimers_never_share_a_task() {
     assert_eq!(&set_a | &set_b, all);
     assert!(!set_a.is_empty() && !set_b.is_empty(), "one node claimed everything");
     for seq in all.iter().take(20) {
-        let kinds: Vec<String> = postgres::task_events(&client, *seq)
+        let kinds: Vec<String> = store
+            .task_events(*seq)
             .await
             .unwrap()
             .into_iter()
@@ -129,105 +115,83 @@ async fn concurrent_claimers_never_share_a_task() {
     }
 }
 
+/// What a node does with a lapsed `Running` task: a retry, fenced by the
+/// lapsed token and only while the lease is still lapsed.
+fn put_back(seq: i64, token: i64, now: i64, owner: &str) -> Transition {
+    let detail = format!("the lease of node {owner} expired during attempt 1");
+    Transition::deciding(seq, detail, move |row| {
+        (row.status == Running && row.lease_until_ms < now).then_some(Retrying)
+    })
+    .fenced(Some(token))
+}
+
 #[tokio::test]
 async fn a_lapsed_lease_moves_the_task_and_fences_off_its_old_owner() {
     let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
-    let (_url, mut client) = store(&pg, "lapsed").await;
-    let seq = postgres::insert_task(&mut client, &task("f", "lapse")).await.unwrap();
+    let url = pg.create_database("lapsed");
+    let store = PgStore::open(&url).await.unwrap();
+    let seq = store.insert_task(task("f", "lapse")).await.unwrap();
     let queue = postgres::queue_of("svc", "f");
     let t0 = 100_000;
 
-    let claims = postgres::claim_due(&mut client, "node-a", queue, t0, 1_000, 16)
-        .await
-        .unwrap();
+    let claims = store.claim_due("node-a", queue, t0, 1_000, 16).await.unwrap();
     assert_eq!(claims.len(), 1);
-    let a = Fence(claims[0].token);
+    let a = claims[0].token;
+    for step in [dequeue(seq), run(seq)] {
+        assert!(store.transition(step.fenced(Some(a))).await.unwrap().is_some());
+    }
+    // A held lease is not claimable, and not lapsed before its time.
     assert!(
-        postgres::transition(&mut client, run(seq), Some(a))
-            .await
-            .unwrap()
-            .is_some()
-    );
-    // A held lease is not claimable, and not expired before its time.
-    assert!(
-        postgres::claim_due(&mut client, "node-b", queue, t0, 1_000, 16)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert!(
-        postgres::expire_leases(&mut client, t0 + 500, 100)
+        store
+            .claim_due("node-b", queue, t0, 1_000, 16)
             .await
             .unwrap()
             .is_empty()
     );
+    assert!(store.lapsed_leases(t0 + 500, 100).await.unwrap().is_empty());
     assert_eq!(
-        postgres::renew_leases(&client, "node-a", &[a.0], t0 + 2_000)
-            .await
-            .unwrap(),
-        [seq]
+        store.renew_leases("node-a", &[a], t0 + 2_000).await.unwrap(),
+        [(seq, Running)]
     );
-    assert!(
-        postgres::expire_leases(&mut client, t0 + 1_500, 100)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.lapsed_leases(t0 + 1_500, 100).await.unwrap().is_empty());
 
     // Node A goes silent; its lease lapses and node B takes the task.
+    let lapsed = store.lapsed_leases(t0 + 3_000, 100).await.unwrap();
+    assert_eq!(lapsed.len(), 1);
     assert_eq!(
-        postgres::expire_leases(&mut client, t0 + 3_000, 100).await.unwrap(),
-        [seq]
+        (lapsed[0].row.seq, lapsed[0].token, lapsed[0].owner.as_str()),
+        (seq, a, "node-a")
     );
-    let row = postgres::get_task(&client, seq).await.unwrap().unwrap();
-    assert_eq!(row.status, Retrying);
-    let claims = postgres::claim_due(&mut client, "node-b", queue, t0 + 3_000, 1_000, 16)
-        .await
-        .unwrap();
-    assert_eq!(claims.len(), 1);
-    let b = Fence(claims[0].token);
-    assert_ne!(a, b);
+    // Not while the lease is still held (a renewal came in between).
     assert!(
-        postgres::transition(&mut client, run(seq), Some(b))
+        store
+            .transition(put_back(seq, a, t0 + 1_000, "node-a"))
             .await
             .unwrap()
-            .is_some()
+            .is_none()
     );
+    let applied = store.transition(put_back(seq, a, t0 + 3_000, "node-a")).await.unwrap();
+    assert_eq!(applied.map(|a| a.state), Some(Retrying));
+    let claims = store.claim_due("node-b", queue, t0 + 3_000, 1_000, 16).await.unwrap();
+    assert_eq!(claims.len(), 1);
+    let b = claims[0].token;
+    assert_ne!(a, b);
+    assert!(store.transition(run(seq).fenced(Some(b))).await.unwrap().is_some());
 
     // A's late answer is refused; B's lands; A's lease is gone.
-    assert!(
-        postgres::transition(&mut client, succeed(seq), Some(a))
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        postgres::transition(&mut client, succeed(seq), Some(b))
-            .await
-            .unwrap()
-            .is_some()
-    );
-    assert!(
-        postgres::transition(&mut client, succeed(seq), Some(b))
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        postgres::renew_leases(&client, "node-a", &[a.0], t0 + 9_000)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.transition(succeed(seq).fenced(Some(a))).await.unwrap().is_none());
+    assert!(store.transition(succeed(seq).fenced(Some(b))).await.unwrap().is_some());
+    assert!(store.transition(succeed(seq).fenced(Some(b))).await.unwrap().is_none());
+    assert!(store.renew_leases("node-a", &[a], t0 + 9_000).await.unwrap().is_empty());
 
-    let events = postgres::task_events(&client, seq).await.unwrap();
+    let events = store.task_events(seq).await.unwrap();
     let kinds: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(
         kinds,
         ["Enqueued", "Dequeued", "Running", "Retrying", "Running", "Succeeded"]
     );
-    assert_eq!(events[3].detail, "the lease of node node-a expired");
-    let row = postgres::get_task(&client, seq).await.unwrap().unwrap();
+    assert_eq!(events[3].detail, "the lease of node node-a expired during attempt 1");
+    let row = store.get_task("svc", "f", "lapse", false).await.unwrap().unwrap();
     assert_eq!(row.status, Succeeded);
     assert_eq!(pg.query("lapsed", "SELECT lease_owner IS NULL FROM tasks"), "t");
 }
@@ -243,6 +207,7 @@ async fn nodes_are_live_while_their_heartbeats_are_fresh() {
         heartbeat_ms: at,
         tasks_running: running,
         instances: 2 * running,
+        provisioned: format!("{{\"s/f/prod\":{running}}}"),
     };
     postgres::heartbeat(&client, &node("a", 10_000, 1)).await.unwrap();
     postgres::heartbeat(&client, &node("b", 10_000, 2)).await.unwrap();

@@ -121,6 +121,23 @@ impl ServerOptions {
     }
 }
 
+/// The store the servers of this test run use: `None` for the embedded
+/// SQLite file in each server's data dir (the default), or, when
+/// `WASMFC_TEST_STORE=postgres`, a fresh database for each server on one
+/// throwaway PostgreSQL that this test process starts on first use (and
+/// stops when it exits).
+pub fn test_store_url() -> Option<String> {
+    match std::env::var("WASMFC_TEST_STORE").as_deref() {
+        Ok("postgres") => {}
+        Ok("sqlite") | Err(_) => return None,
+        Ok(other) => panic!("WASMFC_TEST_STORE={other}: expected sqlite or postgres"),
+    }
+    static NEXT_DB: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let pg = postgres::shared();
+    let n = NEXT_DB.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Some(pg.create_database(&format!("server{n}")))
+}
+
 /// A running `wasmfc serve` process on a private data dir.
 pub struct Server {
     pub base: String,
@@ -131,6 +148,8 @@ pub struct Server {
     data: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     options: ServerOptions,
+    /// `--store`, when the servers of this run share a PostgreSQL.
+    store: Option<String>,
     pub http: reqwest::Client,
 }
 
@@ -145,6 +164,11 @@ impl Server {
             child: None,
             data,
             _tmp: Some(tmp),
+            store: if options.args.iter().any(|a| a.starts_with("--store")) {
+                None
+            } else {
+                test_store_url()
+            },
             options,
             http: reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap(),
         };
@@ -189,6 +213,11 @@ impl Server {
             let path = self.data.with_extension("credentials.json");
             std::fs::write(&path, json!({ ak: sk }).to_string()).unwrap();
             cmd.arg("--credentials").arg(path);
+        }
+        if let Some(url) = &self.store {
+            // Leases shorter than the default, so that a test which kills a
+            // server sees its tasks come back within seconds.
+            cmd.arg("--store").arg(url).arg("--lease-secs=5");
         }
         cmd.args(&self.options.args)
             .env("RUST_LOG", "info,wasmfc=debug")

@@ -165,6 +165,24 @@ impl Postgres {
     }
 }
 
+/// One throwaway server for the whole test process, started on first use
+/// and stopped when the process exits (statics are never dropped, so an
+/// `atexit` hook stops it).
+pub fn shared() -> &'static Postgres {
+    static SHARED: std::sync::OnceLock<Postgres> = std::sync::OnceLock::new();
+    SHARED.get_or_init(|| {
+        extern "C" fn stop_shared() {
+            if let Some(pg) = SHARED.get() {
+                let _ = pg.pg_ctl(&["-m", "immediate", "stop"]);
+            }
+        }
+        let pg = Postgres::start();
+        // SAFETY: registering a plain function with no preconditions.
+        unsafe { libc::atexit(stop_shared) };
+        pg
+    })
+}
+
 impl Drop for Postgres {
     fn drop(&mut self) {
         // Best effort: the server may be stopped already.

@@ -136,7 +136,7 @@ impl From<RegistryError> for ApiError {
             CodeTooLarge(_) | UnpackedCodeTooLarge { .. } => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "EntityTooLarge", msg)
             }
-            Store(e) => ApiError::internal("store", e),
+            Store(e) => e.into(),
             Io(e) => ApiError::internal("code storage", e),
             Engine(e) => ApiError::internal("engine", e),
         }
@@ -145,6 +145,16 @@ impl From<RegistryError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        if e.is_unavailable() {
+            // The shared store is down or restarting: say so, and that a
+            // retry may succeed, rather than hang the caller.
+            tracing::warn!(request_id = %current_request_id(), error = %e, "the store is unavailable");
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "the store is unavailable (PostgreSQL cannot be reached); retry shortly",
+            );
+        }
         ApiError::internal("store", e)
     }
 }

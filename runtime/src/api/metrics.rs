@@ -172,7 +172,7 @@ pub async fn render(State(app): State<SharedState>) -> Response {
 }
 
 fn encode(app: &SharedState) -> String {
-    let mut runtime = Registry::with_prefix("wasmfc");
+    let mut runtime = Registry::with_prefix_and_labels("wasmfc", crate::metrics::node_labels(app.cluster.node_id()));
     runtime.register_collector(Box::new(RuntimeCollector {
         engine: app.engine.clone(),
         pool: app.pool.clone(),

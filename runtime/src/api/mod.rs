@@ -14,6 +14,7 @@
 pub mod auth;
 mod batched_writes;
 mod body;
+mod cluster;
 mod connection_slots;
 pub mod console;
 mod durable;
@@ -86,6 +87,8 @@ impl Default for Limits {
 
 /// Shared state of the API handlers.
 pub struct AppState {
+    /// This node and the others sharing its store.
+    pub cluster: crate::cluster::Cluster,
     pub registry: Registry,
     pub pool: Pool,
     pub scheduler: Scheduler,
@@ -139,7 +142,8 @@ pub fn router(state: SharedState) -> Router {
         .merge(fc::download_routes())
         .merge(fc::proxy_routes())
         .merge(durable::routes())
-        .merge(console::routes(state.clone()));
+        .merge(console::routes(state.clone()))
+        .route("/cluster", axum::routing::get(cluster::nodes));
     if !state.metrics_apart {
         routes = routes.route("/metrics", axum::routing::get(metrics::render));
     }

@@ -9,12 +9,13 @@ use anyhow::Context;
 
 use crate::api::auth::Credentials;
 use crate::api::{AppState, Limits, SharedState};
+use crate::cluster::{Cluster, NodeConfig, NodeReport};
 use crate::engine::{Engine, EngineConfig};
 use crate::metrics::Metrics;
 use crate::pool::{Pool, PoolConfig};
 use crate::registry::{CodeDir, Registry};
 use crate::scheduler::{Scheduler, SchedulerConfig};
-use crate::store::{Durability, Store};
+use crate::store::{Durability, PgStore, SqliteStore, Store, postgres};
 
 /// Run the wasmfc server: the FC 2.0 API on the embedded store.
 #[derive(Debug, Clone, clap::Args)]
@@ -61,6 +62,23 @@ pub struct ServeCommand {
     /// Directory holding the database, uploaded code and compiled-code cache.
     #[arg(long, default_value = "./wasmfc-data")]
     pub data_dir: PathBuf,
+
+    /// The store: `sqlite` (the embedded database in --data-dir) or a
+    /// `postgres://user@host:port/database` URL, a database that several
+    /// wasmfc nodes may share (its schema is created or migrated on start).
+    #[arg(long, env = "WASMFC_STORE", default_value = "sqlite", value_parser = parse_store)]
+    pub store: String,
+
+    /// This node's name among the nodes sharing a PostgreSQL store
+    /// (default: a fresh one per start).
+    #[arg(long, env = "WASMFC_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Seconds a node's task and instance leases last without renewal
+    /// (renewed every quarter): after a node dies, its running tasks are
+    /// taken over by another within about this long.
+    #[arg(long, default_value_t = 10)]
+    pub lease_secs: u64,
 
     /// JSON file mapping access key id -> secret. When given, every request
     /// must be signed as the FC SDKs sign them.
@@ -221,7 +239,9 @@ impl ServeCommand {
             max_connections_per_ip: self.max_connections_per_ip,
             tls,
         };
+        let cluster = state.cluster.clone();
         crate::api::listener::serve(listener, crate::api::service(state), placement, shutdown_signal()).await?;
+        cluster.leave().await;
         tracing::info!("shut down");
         Ok(())
     }
@@ -254,8 +274,9 @@ impl ServeCommand {
 
         std::fs::create_dir_all(&self.data_dir)
             .with_context(|| format!("creating data dir {}", self.data_dir.display()))?;
-        let store = Store::open(&self.data_dir.join("wasmfc.db"), self.durability).context("opening the store")?;
+        let store = self.open_store().await?;
         store.set_log_budget(self.task_log_budget_mb << 20);
+        let cluster = self.join_cluster(&store, &public_url).await?;
         let engine = Engine::new(EngineConfig {
             cache_dir: self.data_dir.join("cache"),
             max_instances: self.max_instances,
@@ -265,8 +286,9 @@ impl ServeCommand {
         })?;
         let code = CodeDir::new(self.data_dir.join("code"))?;
         let registry = Registry::load(store.clone(), code.clone(), engine.clone(), self.max_code_size_mb << 20)
+            .await
             .context("loading the registry")?;
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::for_node(Some(cluster.node_id())));
         let pool = Pool::new(
             engine.clone(),
             code,
@@ -280,18 +302,14 @@ impl ServeCommand {
             },
         );
         // Reserved concurrency is in force before the first task runs.
-        for (service, function, _, doc) in
-            registry.list_function_configs(crate::registry::ConfigTable::Concurrency, None, None, None)
-        {
-            let limit = doc.get("reservedConcurrency").and_then(serde_json::Value::as_u64);
-            pool.set_reserved_concurrency(&service, &function, limit);
-        }
+        set_reserved_concurrency(&registry, &pool);
         let defaults = SchedulerConfig::default();
         let concurrency = self.task_concurrency.unwrap_or(defaults.concurrency).max(1);
         let scheduler = Scheduler::start(
             store.clone(),
             registry.clone(),
             pool.clone(),
+            cluster.clone(),
             SchedulerConfig {
                 concurrency,
                 per_function: self.task_concurrency_per_function.unwrap_or(concurrency).max(1),
@@ -300,26 +318,38 @@ impl ServeCommand {
                 ..defaults
             },
         )
+        .await
         .context("starting the scheduler")?;
         follow_registry(&registry, pool.clone(), scheduler.clone());
+        registry.follow(&cluster);
         let durable = crate::durable::Durable::start(
             store.clone(),
             registry.clone(),
             engine.clone(),
             registry.code_dir().clone(),
             scheduler.clone(),
+            cluster.clone(),
             concurrency.max(8),
         )
+        .await
         .context("starting the orchestration engine")?;
         let autoscaler = crate::provision::Autoscaler::start(
             registry.clone(),
             pool.clone(),
+            cluster.clone(),
             Duration::from_secs(self.provision_eval_period_secs.max(1)),
         );
         let url_secret = store
             .meta_get_or_insert("download_url_secret", || uuid::Uuid::new_v4().simple().to_string())
             .await?;
+        let counted = (scheduler.clone(), pool.clone(), autoscaler.clone());
+        cluster.set_counts(Box::new(move || NodeReport {
+            tasks_running: counted.0.in_flight() as i64,
+            instances: counted.1.live_count() as i64,
+            provisioned: counted.2.provisioned_here(),
+        }));
         let state = Arc::new(AppState {
+            cluster,
             registry,
             pool,
             scheduler,
@@ -339,6 +369,55 @@ impl ServeCommand {
     }
 }
 
+impl ServeCommand {
+    /// Opens the embedded store in the data dir, or the shared one at the
+    /// `--store` URL.
+    async fn open_store(&self) -> anyhow::Result<Store> {
+        if postgres::is_postgres_url(&self.store) {
+            let pg = PgStore::open(&self.store)
+                .await
+                .context("opening the PostgreSQL store (--store)")?;
+            return Ok(Store::Postgres(pg));
+        }
+        let path = self.data_dir.join("wasmfc.db");
+        Ok(Store::Sqlite(
+            SqliteStore::open(&path, self.durability).context("opening the store")?,
+        ))
+    }
+}
+
+impl ServeCommand {
+    /// This node, alone on the embedded store or among the nodes of a
+    /// shared one.
+    async fn join_cluster(&self, store: &Store, public_url: &str) -> anyhow::Result<Cluster> {
+        let config = NodeConfig {
+            node_id: self
+                .node_id
+                .clone()
+                .unwrap_or_else(|| format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])),
+            address: public_url.to_string(),
+            lease: Duration::from_secs(self.lease_secs.max(1)),
+        };
+        Ok(match store.shared() {
+            Some(pg) => {
+                let cluster = Cluster::join(config, pg.clone()).await.context("joining the cluster")?;
+                tracing::info!(node = cluster.node_id(), "joined the nodes sharing the store");
+                cluster
+            }
+            None => Cluster::single(config),
+        })
+    }
+}
+
+/// `--store`: `sqlite`, or a PostgreSQL URL.
+fn parse_store(text: &str) -> Result<String, String> {
+    if text == "sqlite" || postgres::is_postgres_url(text) {
+        Ok(text.to_string())
+    } else {
+        Err("expected `sqlite` or a postgres://user@host:port/database URL".into())
+    }
+}
+
 /// Keeps the pool and the scheduler in step with the registry: the one
 /// place that reacts to its announcements. A change of LATEST releases the
 /// instances of LATEST's earlier code and settings only; a deleted function loses every instance and its
@@ -347,6 +426,7 @@ fn follow_registry(registry: &Registry, pool: Pool, scheduler: crate::scheduler:
     use crate::registry::events::RegistryEvent;
     use tokio::sync::broadcast::error::RecvError;
     let mut events = registry.subscribe();
+    let registry = registry.clone();
     tokio::spawn(async move {
         loop {
             match events.recv().await {
@@ -355,6 +435,7 @@ fn follow_registry(registry: &Registry, pool: Pool, scheduler: crate::scheduler:
                     function,
                     revision,
                 }) => pool.release_stale_latest(&service, &function, revision),
+                Ok(RegistryEvent::Reloaded) => set_reserved_concurrency(&registry, &pool),
                 Ok(RegistryEvent::FunctionDeleted { service, function }) => {
                     pool.release_function(&service, &function);
                     match scheduler.invalidate_function(&service, &function).await {
@@ -378,6 +459,16 @@ fn follow_registry(registry: &Registry, pool: Pool, scheduler: crate::scheduler:
             }
         }
     });
+}
+
+/// Sets every function's reserved-concurrency gate from the registry.
+fn set_reserved_concurrency(registry: &Registry, pool: &Pool) {
+    for (service, function, _, doc) in
+        registry.list_function_configs(crate::registry::ConfigTable::Concurrency, None, None, None)
+    {
+        let limit = doc.get("reservedConcurrency").and_then(serde_json::Value::as_u64);
+        pool.set_reserved_concurrency(&service, &function, limit);
+    }
 }
 
 /// `--public-url`: an absolute http(s) URL with a host and nothing after

@@ -23,6 +23,7 @@
 //! Data flow: api → durable → (store, scheduler → pool → engine).
 
 pub mod history;
+mod leases;
 pub mod model;
 mod outcomes;
 mod runs;
@@ -38,6 +39,7 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, Semaphore};
 
+use crate::cluster::Cluster;
 use crate::engine::{ActivityCall, Engine, GuestKind, Interrupt, Journal};
 use crate::journal::Control;
 use crate::registry::{CodeDir, Registry};
@@ -130,7 +132,14 @@ struct Inner {
     waiting_for_steps: DashMap<i64, std::collections::HashSet<u32>>,
     runs: Arc<Semaphore>,
     timers: Mutex<BinaryHeap<Reverse<TimerRow>>>,
+    /// The timers in `timers`, by (rid, generation, step): the sweep of a
+    /// shared store does not arm one twice.
+    armed: dashmap::DashSet<(i64, u32, u32)>,
     timer_wake: Notify,
+    /// The nodes sharing the store (a cluster of one on SQLite).
+    cluster: Cluster,
+    /// Instance lease tokens of the runs under way here, by rid.
+    held: DashMap<i64, i64>,
     /// Server-side waits, by instance id: woken when that instance finishes.
     waiters: DashMap<String, Arc<Notify>>,
     stats: DurableStats,
@@ -185,12 +194,13 @@ impl Journal for SharedReplay {
 impl Durable {
     /// Starts the engine: hooks into the scheduler's activity outcomes,
     /// recovers what a previous process left, starts the timer loop.
-    pub fn start(
+    pub async fn start(
         store: Store,
         registry: Registry,
         engine: Engine,
         code: CodeDir,
         scheduler: Scheduler,
+        cluster: Cluster,
         run_concurrency: usize,
     ) -> Result<Durable, StoreError> {
         let durable = Durable {
@@ -204,7 +214,10 @@ impl Durable {
                 waiting_for_steps: DashMap::new(),
                 runs: Arc::new(Semaphore::new(run_concurrency.max(1))),
                 timers: Mutex::new(BinaryHeap::new()),
+                armed: dashmap::DashSet::new(),
                 timer_wake: Notify::new(),
+                cluster,
+                held: DashMap::new(),
                 waiters: DashMap::new(),
                 stats: DurableStats::default(),
                 runtime: tokio::runtime::Handle::current(),
@@ -216,7 +229,7 @@ impl Durable {
         durable.inner.scheduler.set_activity_listener(Arc::new(move |outcome| {
             this.spawn(|this| async move { this.on_activity(outcome).await });
         }));
-        let (pending, timers, undelivered) = durable.inner.store.orch_recover()?;
+        let (pending, timers, undelivered) = durable.inner.store.orch_recover().await?;
         if !pending.is_empty() || !timers.is_empty() || !undelivered.is_empty() {
             tracing::info!(
                 runnable = pending.len(),
@@ -224,6 +237,9 @@ impl Durable {
                 undelivered = undelivered.len(),
                 "recovering orchestrations"
             );
+        }
+        for t in &timers {
+            durable.inner.armed.insert((t.rid, t.generation, t.step));
         }
         durable.inner.timers.lock().extend(timers.into_iter().map(Reverse));
         durable.spawn(|this| async move {
@@ -235,6 +251,9 @@ impl Durable {
             }
         });
         durable.spawn(|this| async move { this.timer_loop().await });
+        if let Some(store) = durable.inner.store.shared().cloned() {
+            durable.spawn(|this| this.sweep(store));
+        }
         Ok(durable)
     }
 

@@ -148,6 +148,7 @@ impl Durable {
                         let mut heap = self.inner.timers.lock();
                         while heap.peek().is_some_and(|t| t.0.fire_ms <= now) {
                             if let Some(Reverse(t)) = heap.pop() {
+                                self.inner.armed.remove(&(t.rid, t.generation, t.step));
                                 due.push(t);
                             }
                         }

@@ -20,11 +20,18 @@ use parking_lot::Mutex;
 impl Durable {
     pub(super) async fn drive(self, rid: i64) {
         loop {
+            // On a shared store, one node runs an instance at a time.
+            let Ok(fence) = self.take_lease(rid).await else {
+                // Another node holds it: news that arrived here is pending
+                // in the store, which that node reads when it lets go.
+                self.inner.active.remove(&rid);
+                return;
+            };
             let again = {
                 let Ok(_permit) = self.inner.runs.clone().acquire_owned().await else {
                     return;
                 };
-                match self.run_once(rid).await {
+                match self.run_once(rid, fence).await {
                     Ok(again) => again,
                     Err(e) => {
                         tracing::error!(rid, error = %e, "orchestration run failed to commit; retrying soon");
@@ -33,7 +40,8 @@ impl Durable {
                     }
                 }
             };
-            if again {
+            let pending = self.give_lease_back(rid, fence).await;
+            if again || pending {
                 continue;
             }
             // Leave only if no wake arrived meanwhile.
@@ -48,7 +56,7 @@ impl Durable {
 
     /// One run of the orchestrator over its current history. Returns true
     /// when it must run again.
-    pub(super) async fn run_once(&self, rid: i64) -> Result<bool, StoreError> {
+    pub(super) async fn run_once(&self, rid: i64, fence: Option<i64>) -> Result<bool, StoreError> {
         let store = &self.inner.store;
         let Some((row, history)) = store.orch_load(rid).await? else {
             return Ok(false);
@@ -101,7 +109,7 @@ impl Durable {
             }
         };
         let replay = std::mem::replace(&mut *replay.lock(), Replay::new("", 0, &[], 0));
-        self.commit(row, history.last().map_or(0, |r| r.seq + 1), replay, end, now)
+        self.commit(row, history.last().map_or(0, |r| r.seq + 1), replay, end, now, fence)
             .await
     }
 
@@ -112,6 +120,7 @@ impl Durable {
         replay: Replay,
         end: RunEnd,
         now: i64,
+        fence: Option<i64>,
     ) -> Result<bool, StoreError> {
         let mut events = Vec::new();
         let mut tasks = Vec::new();
@@ -166,6 +175,7 @@ impl Durable {
                 tasks,
                 timers: timers.clone(),
                 continue_as_new,
+                fence,
             })
             .await?;
         let Some(committed) = committed else { return Ok(false) };
@@ -184,6 +194,7 @@ impl Durable {
         if !timers.is_empty() {
             let mut heap = self.inner.timers.lock();
             for (step, fire_ms) in timers {
+                self.inner.armed.insert((row.rid, row.generation, step));
                 heap.push(Reverse(TimerRow {
                     fire_ms,
                     rid: row.rid,

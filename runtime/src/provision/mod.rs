@@ -18,6 +18,7 @@ use dashmap::DashMap;
 use serde_json::{Map, Value};
 use tokio::sync::Notify;
 
+use crate::cluster::Cluster;
 use crate::pool::{Pool, PoolKey};
 use crate::registry::{ConfigTable, Registry};
 use config::{ProvisionConfig, track};
@@ -29,8 +30,9 @@ pub type ConfigKey = (String, String, String);
 #[derive(Debug, Clone, Default)]
 pub struct ProvisionStatus {
     /// The target in force: the config's, a scheduled action's, or what
-    /// target tracking decided.
+    /// target tracking decided (cluster-wide: each node holds its share).
     pub target: u64,
+    /// Live provisioned instances on this node.
     pub current: u64,
     pub error: String,
 }
@@ -54,16 +56,19 @@ struct Inner {
     eval_period: Duration,
     wake: Notify,
     status: DashMap<ConfigKey, ProvisionStatus>,
+    /// The nodes the targets are spread over (one on SQLite).
+    cluster: Cluster,
 }
 
 impl Autoscaler {
     /// Starts the reconcile loop. `eval_period` is target tracking's
     /// evaluation period (FC: one minute).
-    pub fn start(registry: Registry, pool: Pool, eval_period: Duration) -> Autoscaler {
+    pub fn start(registry: Registry, pool: Pool, cluster: Cluster, eval_period: Duration) -> Autoscaler {
         let this = Autoscaler {
             inner: Arc::new(Inner {
                 registry,
                 pool,
+                cluster,
                 eval_period,
                 wake: Notify::new(),
                 status: DashMap::new(),
@@ -81,6 +86,25 @@ impl Autoscaler {
 
     pub fn status(&self, key: &ConfigKey) -> ProvisionStatus {
         self.inner.status.get(key).map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Provisioned instances live on this node, by config
+    /// (`service/function/qualifier`): what its heartbeat reports.
+    pub fn provisioned_here(&self) -> std::collections::BTreeMap<String, u64> {
+        self.inner
+            .status
+            .iter()
+            .map(|e| {
+                let (s, f, q) = e.key();
+                (format!("{s}/{f}/{q}"), e.value().current)
+            })
+            .collect()
+    }
+
+    /// Provisioned instances of config `key` live on the other nodes.
+    pub fn provisioned_elsewhere(&self, key: &ConfigKey) -> u64 {
+        let (s, f, q) = key;
+        self.inner.cluster.provisioned_elsewhere(&format!("{s}/{f}/{q}"))
     }
 
     async fn run(self) {
@@ -158,7 +182,9 @@ impl Autoscaler {
                         base
                     }
                 };
-                let (current, error) = self.inner.pool.provision(&resolved, target).await;
+                // Each live node holds its share of the target.
+                let here = self.inner.cluster.share(target);
+                let (current, error) = self.inner.pool.provision(&resolved, here).await;
                 self.inner.pool.metrics().minutes.record_provision(
                     &format!("{service}/{function}/{qualifier}"),
                     target,

@@ -18,6 +18,10 @@ pub enum RegistryEvent {
     },
     /// A function is gone, with every version of it.
     FunctionDeleted { service: String, function: String },
+    /// The whole registry was reloaded from a shared store (another node
+    /// changed it): per-function settings held elsewhere (reserved
+    /// concurrency) are to be read again.
+    Reloaded,
 }
 
 /// Announcements queued for a slow subscriber before it lags; a lagging

@@ -57,12 +57,18 @@ impl Registry {
         let dir = self.inner.code.clone();
         let pkg2 = pkg.clone();
         let pkg_sha = sha256_hex(&pkg.package);
+        let (wasm_key, pkg_key) = (wasm_sha.clone(), pkg_sha.clone());
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            dir.put(&dir.wasm_path(&wasm_sha), &pkg2.wasm)?;
-            dir.put(&dir.package_path(&pkg_sha), &pkg2.package)
+            dir.put(&dir.wasm_path(&wasm_key), &pkg2.wasm)?;
+            dir.put(&dir.package_path(&pkg_key), &pkg2.package)
         })
         .await
         .map_err(|e| RegistryError::Engine(e.to_string()))??;
+        // Where every node can fetch them, before the code row says so.
+        self.inner.store.put_code_blob(&wasm_sha, pkg.wasm.clone()).await?;
+        if pkg_sha != wasm_sha {
+            self.inner.store.put_code_blob(&pkg_sha, pkg.package.clone()).await?;
+        }
         Ok((pkg, prepared.kind, prepared.has_initializer()))
     }
 

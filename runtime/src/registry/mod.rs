@@ -18,6 +18,7 @@ mod fields;
 mod functions;
 pub mod names;
 mod own_service;
+mod reload;
 mod resolve;
 mod services;
 mod spec;
@@ -37,7 +38,7 @@ use parking_lot::RwLock;
 use serde_json::{Map, Value};
 
 use crate::engine::{Engine, EngineError};
-use crate::store::{RegistryChange, Store, StoreError};
+use crate::store::{RegistryChange, RegistryRows, Store, StoreError};
 use crate::util::iso_now;
 
 /// Errors at the registry boundary. The API maps each to FC's status and
@@ -116,7 +117,7 @@ struct ServiceEntry {
     configs: BTreeMap<(ConfigTable, String, String), Map<String, Value>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 struct State {
     services: BTreeMap<String, ServiceEntry>,
     /// package sha256 → (wasm sha256, size, checksum)
@@ -253,61 +254,9 @@ struct Inner {
 
 impl Registry {
     /// Loads the registry from the store.
-    pub fn load(store: Store, code: CodeDir, engine: Engine, max_code_bytes: u64) -> Result<Registry> {
-        let rows = store.load_registry()?;
-        let mut state = State::default();
-        for (name, doc) in rows.services {
-            state.services.insert(
-                name,
-                ServiceEntry {
-                    doc: as_map(doc),
-                    ..Default::default()
-                },
-            );
-        }
-        for (svc, name, doc) in rows.functions {
-            if let Some(s) = state.services.get_mut(&svc) {
-                s.functions.insert(name, FunctionEntry::new(as_map(doc))?);
-            }
-        }
-        for (svc, id, doc, fns) in rows.versions {
-            if let Some(s) = state.services.get_mut(&svc) {
-                let mut functions = BTreeMap::new();
-                for (name, f) in as_map(fns) {
-                    functions.insert(name, FunctionEntry::new(as_map(f))?);
-                }
-                s.versions.insert(
-                    id,
-                    Version {
-                        doc: as_map(doc),
-                        functions,
-                    },
-                );
-            }
-        }
-        for (svc, last) in rows.version_counters {
-            if let Some(s) = state.services.get_mut(&svc) {
-                s.last_version = last;
-            }
-        }
-        for (svc, name, doc) in rows.aliases {
-            if let Some(s) = state.services.get_mut(&svc) {
-                s.aliases.insert(name, as_map(doc));
-            }
-        }
-        for (svc, f, name, doc) in rows.triggers {
-            if let Some(s) = state.services.get_mut(&svc) {
-                s.triggers.entry(f).or_default().insert(name, as_map(doc));
-            }
-        }
-        for (table, svc, f, q, doc) in rows.configs {
-            if let Some(s) = state.services.get_mut(&svc) {
-                s.configs.insert((table, f, q), as_map(doc));
-            }
-        }
-        for (pkg, wasm, size, sum) in rows.code {
-            state.code.insert(pkg, (wasm, size, sum));
-        }
+    pub async fn load(store: Store, code: CodeDir, engine: Engine, max_code_bytes: u64) -> Result<Registry> {
+        let rows = store.load_registry().await?;
+        let state = build_state(&store, &code, rows, None).await?;
         Ok(Registry {
             inner: Arc::new(Inner {
                 state: RwLock::new(state),
@@ -359,6 +308,103 @@ impl Registry {
     // ---- versions ------------------------------------------------------
 
     // ---- per-function configs (shared by async-invoke and provision) ---
+}
+
+/// The registry's state from the store's rows. Functions whose documents
+/// equal their entries in `previous` keep those entries (and revisions),
+/// so a reload leaves unchanged functions' instances alone.
+async fn build_state(store: &Store, code: &CodeDir, rows: RegistryRows, previous: Option<&State>) -> Result<State> {
+    // `version` None: LATEST; Some(id): the snapshot in that version.
+    let keep = |svc: &str, version: Option<u64>, name: &str, doc: Map<String, Value>| {
+        let service = previous.and_then(|p| p.services.get(svc));
+        let before = match version {
+            None => service.and_then(|s| s.functions.get(name)),
+            Some(id) => service
+                .and_then(|s| s.versions.get(&id))
+                .and_then(|v| v.functions.get(name)),
+        };
+        match before {
+            Some(entry) if entry.doc == doc => Ok(entry.clone()),
+            _ => FunctionEntry::new(doc),
+        }
+    };
+    let mut state = State::default();
+    for (name, doc) in rows.services {
+        state.services.insert(
+            name,
+            ServiceEntry {
+                doc: as_map(doc),
+                ..Default::default()
+            },
+        );
+    }
+    for (svc, name, doc) in rows.functions {
+        if let Some(s) = state.services.get_mut(&svc) {
+            let entry = keep(&svc, None, &name, as_map(doc))?;
+            s.functions.insert(name, entry);
+        }
+    }
+    for (svc, id, doc, fns) in rows.versions {
+        if let Some(s) = state.services.get_mut(&svc) {
+            let mut functions = BTreeMap::new();
+            for (name, f) in as_map(fns) {
+                let entry = keep(&svc, Some(id), &name, as_map(f))?;
+                functions.insert(name, entry);
+            }
+            s.versions.insert(
+                id,
+                Version {
+                    doc: as_map(doc),
+                    functions,
+                },
+            );
+        }
+    }
+    for (svc, last) in rows.version_counters {
+        if let Some(s) = state.services.get_mut(&svc) {
+            s.last_version = last;
+        }
+    }
+    for (svc, name, doc) in rows.aliases {
+        if let Some(s) = state.services.get_mut(&svc) {
+            s.aliases.insert(name, as_map(doc));
+        }
+    }
+    for (svc, f, name, doc) in rows.triggers {
+        if let Some(s) = state.services.get_mut(&svc) {
+            s.triggers.entry(f).or_default().insert(name, as_map(doc));
+        }
+    }
+    for (table, svc, f, q, doc) in rows.configs {
+        if let Some(s) = state.services.get_mut(&svc) {
+            s.configs.insert((table, f, q), as_map(doc));
+        }
+    }
+    for (pkg, wasm, size, sum) in rows.code {
+        fetch_missing_code(store, code, &pkg, &wasm).await?;
+        state.code.insert(pkg, (wasm, size, sum));
+    }
+    Ok(state)
+}
+
+/// Brings a code row's package and wasm into this node's code dir when
+/// they are not there: a node of a cluster serves code any node uploaded
+/// (the shared store keeps the bytes). On the embedded store the files are
+/// always there, written before their row.
+async fn fetch_missing_code(store: &Store, dir: &CodeDir, package_sha: &str, wasm_sha: &str) -> Result<()> {
+    for (sha, path) in [
+        (wasm_sha, dir.wasm_path(wasm_sha)),
+        (package_sha, dir.package_path(package_sha)),
+    ] {
+        if path.exists() {
+            continue;
+        }
+        match store.code_blob(sha).await? {
+            Some(bytes) => dir.put(&path, &bytes)?,
+            None => tracing::warn!(sha, path = %path.display(), "code is missing here and in the store"),
+        }
+    }
+    Ok(())
 }
 
 fn as_map(v: Value) -> Map<String, Value> {

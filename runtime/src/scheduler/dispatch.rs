@@ -64,7 +64,7 @@ impl Scheduler {
                 })
             });
             tr.want_payload = true;
-            transitions.push(tr);
+            transitions.push(tr.fenced(t.fence));
         }
         let mut outcomes = match self.inner.store.transition_many(transitions).await {
             Ok(o) => o.into_iter(),
@@ -108,7 +108,10 @@ impl Scheduler {
 
     pub(super) fn finish(&self, t: &QueuedTask) {
         self.inner.running.remove(&t.seq);
+        self.inner.held.remove(&t.seq);
         self.inner.queue.lock().done(&t.key());
         self.inner.wake.notify_one();
+        // Room for another claim (shared store).
+        self.inner.claim_wake.notify_one();
     }
 }

@@ -17,6 +17,7 @@
 //! run, a `Running` one counts as an attempt and is retried or failed per
 //! policy, a `Stopping` one becomes `Stopped`.
 
+mod claims;
 mod delivery;
 mod destination;
 mod dispatch;
@@ -36,6 +37,7 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, Semaphore};
 
+use crate::cluster::Cluster;
 use crate::engine::StopHandle;
 use crate::pool::Pool;
 use crate::registry::{ConfigTable, Registry};
@@ -151,6 +153,16 @@ struct Inner {
     global: Arc<Semaphore>,
     /// Stop handles of tasks between dequeue and completion, by seq.
     running: DashMap<i64, StopHandle>,
+    /// The nodes sharing the store (a cluster of one on SQLite).
+    cluster: Cluster,
+    /// Lease tokens of the tasks this node has claimed, by seq (shared
+    /// store): renewed while the tasks are queued or run here.
+    held: DashMap<i64, i64>,
+    /// Tasks whose lease this node lost while their guest ran: their
+    /// outcome is dropped (another node runs them now).
+    lost: DashMap<i64, ()>,
+    /// Wakes the claim loop (shared store).
+    claim_wake: Notify,
     stats: SchedulerStats,
     activity_listener: std::sync::OnceLock<ActivityListener>,
 }
@@ -163,10 +175,11 @@ const DEQUEUE_BATCH: usize = 256;
 
 impl Scheduler {
     /// Recovers unfinished tasks and starts the dispatcher and the janitor.
-    pub fn start(
+    pub async fn start(
         store: Store,
         registry: Registry,
         pool: Pool,
+        cluster: Cluster,
         config: SchedulerConfig,
     ) -> Result<Scheduler, StoreError> {
         let scheduler = Scheduler {
@@ -179,13 +192,23 @@ impl Scheduler {
                 queue: Mutex::new(Queue::default()),
                 wake: Notify::new(),
                 running: DashMap::new(),
+                cluster,
+                held: DashMap::new(),
+                lost: DashMap::new(),
+                claim_wake: Notify::new(),
                 stats: SchedulerStats::default(),
                 activity_listener: std::sync::OnceLock::new(),
             }),
         };
-        let recovered = scheduler.inner.store.active_tasks()?;
-        let this = scheduler.clone();
-        tokio::spawn(async move { this.recover(recovered).await });
+        if let Some(shared) = scheduler.inner.store.shared().cloned() {
+            // Tasks are claimed from the shared queue; those a node left
+            // unfinished come back when their leases lapse.
+            scheduler.start_claiming(shared);
+        } else {
+            let recovered = scheduler.inner.store.active_tasks().await?;
+            let this = scheduler.clone();
+            tokio::spawn(async move { this.recover(recovered).await });
+        }
         let this = scheduler.clone();
         tokio::spawn(async move { this.dispatch_loop().await });
         let this = scheduler.clone();
@@ -275,12 +298,9 @@ impl Scheduler {
             attempts: 0,
             state: TaskState::Enqueued,
             kind: s.kind,
+            fence: None,
         };
-        if s.delay.is_zero() {
-            self.enqueue(queued);
-        } else {
-            self.enqueue_after(queued, s.delay);
-        }
+        self.queue_new(queued, s.delay);
         Ok((seq, id))
     }
 
@@ -293,7 +313,7 @@ impl Scheduler {
     /// inserts its activity tasks in its own transaction).
     pub fn enqueue_inserted(&self, seq: i64, task: &NewTask) {
         self.inner.stats.submitted.fetch_add(1, Ordering::Relaxed);
-        self.enqueue(QueuedTask {
+        let queued = QueuedTask {
             seq,
             service: task.service.clone(),
             function: task.function.clone(),
@@ -304,7 +324,9 @@ impl Scheduler {
             attempts: 0,
             state: TaskState::Enqueued,
             kind: task.kind,
-        });
+            fence: None,
+        };
+        self.queue_new(queued, Duration::ZERO);
     }
 
     /// Tells the activity listener about a task that just finished.
@@ -352,6 +374,7 @@ impl Scheduler {
                 s if s.is_terminal() => return Ok(StopOutcome::AlreadyFinished(s)),
                 Stopping => {
                     self.signal(current.seq);
+                    self.inner.cluster.stop_task(current.seq).await;
                     return Ok(StopOutcome::Stopping(current));
                 }
                 Enqueued | Dequeued | Retrying => {
@@ -377,6 +400,8 @@ impl Scheduler {
                     );
                     if let Some(applied) = self.inner.store.transition(t).await? {
                         self.signal(current.seq);
+                        // The guest may run on another node.
+                        self.inner.cluster.stop_task(current.seq).await;
                         return Ok(StopOutcome::Stopping(applied.row));
                     }
                 }

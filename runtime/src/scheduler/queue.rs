@@ -25,6 +25,9 @@ pub(super) struct QueuedTask {
     /// orchestration's activity call (never retried here, no destinations,
     /// its outcome goes to the activity listener).
     pub(super) kind: TaskKind,
+    /// The lease token this node claimed the task under (shared store);
+    /// every transition of the task carries it.
+    pub(super) fence: Option<i64>,
 }
 
 impl QueuedTask {
@@ -40,6 +43,7 @@ impl QueuedTask {
             attempts: row.attempts,
             state: row.status,
             kind: row.kind,
+            fence: None,
         }
     }
 
@@ -118,6 +122,7 @@ mod tests {
             attempts: 0,
             state: TaskState::Enqueued,
             kind: TaskKind::Event,
+            fence: None,
         }
     }
 

@@ -36,12 +36,12 @@ impl Scheduler {
         let resolved = match self.inner.registry.resolve(&t.service, Some(&t.qualifier), &t.function) {
             Ok(r) => r,
             Err(e) => {
-                let tr = Transition::new(t.seq, &[Dequeued, Retrying], Invalid, format!("cannot run: {e}")).with(
-                    TaskUpdate {
+                let tr = Transition::new(t.seq, &[Dequeued, Retrying], Invalid, format!("cannot run: {e}"))
+                    .with(TaskUpdate {
                         error: Some(e.to_string()),
                         ..Default::default()
-                    },
-                );
+                    })
+                    .fenced(t.fence);
                 if let Ok(Some(mut applied)) = store.transition(tr).await {
                     self.count_finished(Invalid);
                     applied.row.error = format!("cannot run: {e}");
@@ -83,7 +83,8 @@ impl Scheduler {
                     &[Dequeued, Retrying],
                     Running,
                     "attempt started; no instance could be created",
-                );
+                )
+                .fenced(t.fence);
                 if let Ok(Some(_)) = store.transition(running).await {
                     self.complete(t, &policy, &payload, failed).await;
                 }
@@ -96,10 +97,12 @@ impl Scheduler {
             lease.instance_id(),
             lease.start().as_str()
         );
-        let running = Transition::new(t.seq, &[Dequeued, Retrying], Running, detail).with(TaskUpdate {
-            instance_id: Some(lease.instance_id().to_string()),
-            ..Default::default()
-        });
+        let running = Transition::new(t.seq, &[Dequeued, Retrying], Running, detail)
+            .with(TaskUpdate {
+                instance_id: Some(lease.instance_id().to_string()),
+                ..Default::default()
+            })
+            .fenced(t.fence);
         match store.transition(running).await {
             Ok(Some(_)) => {}
             Ok(None) => return lease.release(),
@@ -116,6 +119,16 @@ impl Scheduler {
             lease.invoke(ctx(stop), payload.clone()).await
         };
         self.inner.running.remove(&t.seq);
+        if self.inner.lost.remove(&t.seq).is_some() {
+            // This node lost the task's lease while the guest ran: another
+            // node runs it now, and this attempt's outcome is not ours to
+            // record.
+            tracing::warn!(
+                seq = t.seq,
+                "the lease was lost during the attempt; its outcome is dropped"
+            );
+            return;
+        }
         self.complete(t, &policy, &payload, outcome).await;
     }
 
@@ -203,7 +216,8 @@ impl Scheduler {
             Stopping => Some(Stopped),
             _ => None,
         })
-        .with(update);
+        .with(update)
+        .fenced(t.fence);
         let follow_task = follow_up.as_ref().and_then(|f| f.task.clone());
         tr.follow_up = follow_up;
         match self.inner.store.transition(tr).await {
@@ -214,7 +228,8 @@ impl Scheduler {
                     let mut next = t.clone();
                     next.attempts = attempt;
                     next.state = Retrying;
-                    self.enqueue_after(next, delay);
+                    next.fence = None;
+                    self.queue_new(next, delay);
                 } else if applied.state.is_terminal() {
                     self.count_finished(applied.state);
                     let mut row = applied.row.clone();
@@ -224,18 +239,22 @@ impl Scheduler {
                 }
                 if let (Some(seq), Some(f)) = (applied.follow_up_seq, follow_task) {
                     self.inner.stats.submitted.fetch_add(1, Ordering::Relaxed);
-                    self.enqueue(QueuedTask {
-                        seq,
-                        service: f.service,
-                        function: f.function,
-                        qualifier: f.qualifier,
-                        invocation_id: f.invocation_id,
-                        request_id: f.request_id,
-                        created_ms: f.created_ms,
-                        attempts: 0,
-                        state: Enqueued,
-                        kind: TaskKind::Event,
-                    });
+                    self.queue_new(
+                        QueuedTask {
+                            seq,
+                            service: f.service,
+                            function: f.function,
+                            qualifier: f.qualifier,
+                            invocation_id: f.invocation_id,
+                            request_id: f.request_id,
+                            created_ms: f.created_ms,
+                            attempts: 0,
+                            state: Enqueued,
+                            kind: TaskKind::Event,
+                            fence: None,
+                        },
+                        Duration::ZERO,
+                    );
                 }
             }
             Ok(None) => {}

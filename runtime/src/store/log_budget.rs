@@ -7,19 +7,15 @@
 //! it over the budget, drops the oldest tasks' logs first (each replaced by
 //! a one-line marker that says why) until the total is back under 90 % of
 //! the budget. Results, payloads and history are never dropped this way.
+//!
+//! This is the accounting; each store reads lengths and drops logs in its
+//! own SQL. On a shared store each node counts the writes it makes and is
+//! re-measured after every purge, so the total is a node's estimate there.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use rusqlite::{Connection, params};
-
-use super::Result;
-
-/// What a dropped log reads as.
-pub const DROPPED_MARKER: &[u8] =
-    b"[wasmfc: this log was dropped to keep the stored task logs within --task-log-budget-mb]\n";
-
 /// Tasks whose logs one pruning query drops at most.
-const PRUNE_BATCH: i64 = 256;
+pub(super) const PRUNE_BATCH: i64 = 256;
 
 #[derive(Debug)]
 pub struct LogBudget {
@@ -40,16 +36,6 @@ impl LogBudget {
         }
     }
 
-    /// The log bytes the tasks of `c` hold (one scan, at open and after a purge).
-    pub fn measure(c: &Connection) -> Result<u64> {
-        let total: f64 = c.query_row(
-            "SELECT total(length(logs)) FROM tasks WHERE logs IS NOT NULL",
-            [],
-            |r| r.get(0),
-        )?;
-        Ok(total as u64)
-    }
-
     pub fn set_limit(&self, limit: u64) {
         self.limit.store(limit, Ordering::Relaxed);
     }
@@ -62,61 +48,38 @@ impl LogBudget {
         self.used.store(used, Ordering::Relaxed);
     }
 
-    /// Accounts for task `seq`'s log becoming `new_len` bytes (it was
-    /// whatever the row holds now). Called inside the writing transaction,
-    /// before the update.
-    pub fn replace(&self, c: &Connection, seq: i64, new_len: usize) -> Result<()> {
-        let old: i64 = c
-            .prepare_cached("SELECT ifnull(length(logs), 0) FROM tasks WHERE seq = ?1")?
-            .query_row([seq], |r| r.get(0))?;
-        let used = self.used().saturating_sub(old as u64) + new_len as u64;
+    /// Accounts for a task's log going from `old_len` to `new_len` bytes.
+    pub fn replaced(&self, old_len: u64, new_len: u64) {
+        let used = self.used().saturating_sub(old_len) + new_len;
         self.used.store(used, Ordering::Relaxed);
-        Ok(())
     }
 
-    /// Drops the oldest logs while the total is over the budget, down to
-    /// 90 % of it; answers how many tasks' logs were dropped.
-    pub fn prune(&self, c: &Connection) -> Result<usize> {
+    /// The total to prune down to, when the budget is exceeded.
+    pub fn prune_target(&self) -> Option<u64> {
         let limit = self.limit.load(Ordering::Relaxed);
-        if self.used() <= limit {
-            return Ok(0);
-        }
-        let target = limit / 10 * 9;
-        let mut dropped = 0;
-        while self.used() > target {
-            let from = self.pruned_upto.load(Ordering::Relaxed);
-            let batch: Vec<(i64, i64)> = c
-                .prepare_cached(
-                    "SELECT seq, length(logs) FROM tasks WHERE seq > ?1 AND logs IS NOT NULL AND logs != ?2
-                     ORDER BY seq LIMIT ?3",
-                )?
-                .query_map(params![from, DROPPED_MARKER, PRUNE_BATCH], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            if batch.is_empty() {
-                break;
-            }
-            let mut update = c.prepare_cached("UPDATE tasks SET logs = ?2 WHERE seq = ?1")?;
-            for (seq, len) in batch {
-                if self.used() <= target {
-                    break;
-                }
-                update.execute(params![seq, DROPPED_MARKER])?;
-                self.used
-                    .store(self.used().saturating_sub(len as u64), Ordering::Relaxed);
-                self.pruned_upto.store(seq, Ordering::Relaxed);
-                dropped += 1;
-            }
-        }
-        if dropped > 0 {
+        (self.used() > limit).then_some(limit / 10 * 9)
+    }
+
+    /// Where the next pruning scan starts (tasks up to it are done).
+    pub fn pruned_upto(&self) -> i64 {
+        self.pruned_upto.load(Ordering::Relaxed)
+    }
+
+    /// Accounts for task `seq`'s log of `len` bytes having been dropped.
+    pub fn dropped(&self, seq: i64, len: u64) {
+        self.used.store(self.used().saturating_sub(len), Ordering::Relaxed);
+        self.pruned_upto.store(seq, Ordering::Relaxed);
+    }
+
+    /// Logs that pruning dropped `count` logs.
+    pub fn report(&self, count: usize) {
+        if count > 0 {
             tracing::info!(
-                dropped,
+                dropped = count,
                 used = self.used(),
-                limit,
+                limit = self.limit.load(Ordering::Relaxed),
                 "dropped the oldest task logs to stay within the log budget"
             );
         }
-        Ok(dropped)
     }
 }

@@ -1,44 +1,37 @@
-//! Persistence: the embedded SQLite store, and (in [`postgres`]) the
-//! PostgreSQL schema for a shared store.
+//! Persistence: the one interface the core writes and reads through, and
+//! its two implementations.
 //!
-//! One database file in the data dir, in WAL mode. All writes go through one
-//! writer thread that *group-commits*: it drains every write queued while the
-//! previous transaction was committing and commits them together, so a burst
-//! of task submissions costs one commit, not one per task. Each write runs in
-//! its own savepoint, so one failing write (say, a duplicate task id) does not
-//! undo its neighbours. A caller is answered only after the commit — an
-//! acknowledged write survives `kill -9`.
-//!
-//! Reads use a small pool of read-only connections (WAL lets them run beside
-//! the writer). Other modules see domain operations only (`registry.rs`,
-//! `tasks.rs`); SQL stays in this module.
+//! [`Store`] is what the registry, the scheduler and the orchestration
+//! engine hold. It is either the embedded SQLite store ([`sqlite`], the
+//! default: one file in the data dir, group-committed by one writer thread)
+//! or a PostgreSQL database that several nodes share ([`postgres`]). Both
+//! take and answer the same domain values (`NewTask`, `Transition`,
+//! `RegistryChange`, `RunCommit`, ...) and decide the same way against the
+//! stored row; `runtime/tests/store_conformance.rs` runs one suite against
+//! both. SQL stays in this module.
 
 mod changes;
-mod durable;
 mod log_budget;
-mod orch_control;
-mod orch_recover;
 mod orch_rows;
 pub mod postgres;
-mod registry;
-mod task_list;
+mod registry_rows;
+pub mod sqlite;
 mod task_rows;
-mod tasks;
 
 pub use changes::TaskChange;
 pub use orch_rows::{
     Committed, ControlOutcome, NewOrchestration, OrchFilter, OrchRow, RunCommit, TimerRow, Undelivered,
 };
-pub use registry::{ConfigTable, RegistryChange, RegistryRows};
+pub use postgres::PgStore;
+pub use registry_rows::{ConfigTable, RegistryChange, RegistryRows};
+pub use sqlite::SqliteStore;
 pub use task_rows::{Applied, FollowUp, NewTask, TaskFilter, TaskPage, TaskRow, TaskUpdate, Transition};
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::mpsc;
+use bytes::Bytes;
 
-use parking_lot::Mutex;
-use rusqlite::{Connection, OpenFlags};
-use tokio::sync::oneshot;
+use crate::journal::rewind::StepRetry;
+use crate::journal::{Control, Recorded};
+use crate::tasks::{HistoryEvent, TaskKind, TaskState};
 
 /// Errors at the store boundary.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +40,10 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("PostgreSQL error: {0}")]
     Postgres(#[from] tokio_postgres::Error),
+    /// The shared store cannot be reached now (PostgreSQL down, restarting,
+    /// or every connection busy past the wait): a 503, worth a retry.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
     #[error("not a valid PostgreSQL URL: {0}")]
     BadUrl(String),
     /// The database was migrated by a newer wasmfc.
@@ -79,7 +76,18 @@ impl StoreError {
                 e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
                     || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
             }
+            StoreError::Postgres(e) => e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION),
             StoreError::Duplicate(_) => true,
+            _ => false,
+        }
+    }
+
+    /// True when the store could not be reached (rather than refusing the
+    /// write): the request may succeed once it is back.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Unavailable(_) | StoreError::WriterGone => true,
+            StoreError::Postgres(e) => e.is_closed() || e.code().is_none(),
             _ => false,
         }
     }
@@ -98,311 +106,279 @@ pub enum Durability {
     Fsync,
 }
 
-/// The embedded store. Cheap to clone.
-#[derive(Clone)]
-pub struct Store {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    writer: mpsc::Sender<Box<dyn WriteJob>>,
-    readers: Mutex<Vec<Connection>>,
-    path: PathBuf,
-    log_budget: Arc<log_budget::LogBudget>,
-    /// The task change feed (see [`changes`]).
-    task_changes: tokio::sync::broadcast::Sender<TaskChange>,
-}
-
 /// The default total of stored task logs (`--task-log-budget-mb`).
 pub const DEFAULT_LOG_BUDGET: u64 = 1 << 30;
 
-const SCHEMA: &str = include_str!("schema.sql");
-const TASK_SCHEMA: &str = include_str!("task_schema.sql");
-const DURABLE_SCHEMA: &str = include_str!("durable_schema.sql");
-/// Most writes that one transaction carries; bounds commit latency.
-const MAX_BATCH: usize = 2048;
+/// What a log dropped to keep within the budget reads as.
+pub const DROPPED_LOG_MARKER: &[u8] =
+    b"[wasmfc: this log was dropped to keep the stored task logs within --task-log-budget-mb]\n";
 
-/// Columns added after a table's first release, with their declarations:
-/// a store created before them gains them on open (`CREATE TABLE IF NOT
-/// EXISTS` leaves an existing table as it was).
-const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("tasks", "fuel_consumed", "INTEGER")];
+/// The store the core runs on. Cheap to clone.
+#[derive(Clone)]
+pub enum Store {
+    /// The embedded SQLite file (one node).
+    Sqlite(SqliteStore),
+    /// A PostgreSQL database several nodes may share.
+    Postgres(PgStore),
+}
 
-fn add_missing_columns(conn: &Connection) -> Result<()> {
-    for (table, column, declaration) in ADDED_COLUMNS {
-        let present: bool = conn
-            .prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))?
-            .exists([column])?;
-        if !present {
-            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {declaration}"))?;
+/// Calls the same method on whichever store this is.
+macro_rules! on_store {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self {
+            Store::Sqlite($s) => $call,
+            Store::Postgres($s) => $call,
         }
-    }
-    Ok(())
+    };
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path`.
-    pub fn open(path: &Path, durability: Durability) -> Result<Store> {
-        let conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        let sync = match durability {
-            Durability::Process => "NORMAL",
-            Durability::Fsync => "FULL",
-        };
-        conn.pragma_update(None, "synchronous", sync)?;
-        conn.pragma_update(None, "foreign_keys", "OFF")?;
-        conn.set_prepared_statement_cache_capacity(64);
-        conn.busy_timeout(std::time::Duration::from_secs(30))?;
-        conn.execute_batch(SCHEMA)?;
-        conn.execute_batch(TASK_SCHEMA)?;
-        add_missing_columns(&conn)?;
-        conn.execute_batch(DURABLE_SCHEMA)?;
-        let log_budget = Arc::new(log_budget::LogBudget::new(
-            DEFAULT_LOG_BUDGET,
-            log_budget::LogBudget::measure(&conn)?,
-        ));
-
-        let (tx, rx) = mpsc::channel::<Box<dyn WriteJob>>();
-        let (task_changes, _) = tokio::sync::broadcast::channel(changes::CAPACITY);
-        let feed = task_changes.clone();
-        std::thread::Builder::new()
-            .name("wasmfc-store-writer".into())
-            .spawn(move || writer_loop(conn, rx, feed))
-            .map_err(StoreError::WriterStart)?;
-
-        Ok(Store {
-            inner: Arc::new(Inner {
-                writer: tx,
-                readers: Mutex::new(Vec::new()),
-                path: path.to_path_buf(),
-                log_budget,
-                task_changes,
-            }),
-        })
+    /// The shared store, when this is one.
+    pub fn shared(&self) -> Option<&PgStore> {
+        match self {
+            Store::Postgres(pg) => Some(pg),
+            Store::Sqlite(_) => None,
+        }
     }
 
-    /// Sets the total of task log bytes kept (see [`log_budget`]).
+    /// `sqlite` or `postgres`, for logs and `GET /cluster`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Sets the total of task log bytes kept.
     pub fn set_log_budget(&self, bytes: u64) {
-        self.inner.log_budget.set_limit(bytes);
+        on_store!(self, s => s.set_log_budget(bytes))
+    }
+
+    /// Task log bytes held now (as this node counts them).
+    pub fn log_bytes(&self) -> u64 {
+        on_store!(self, s => s.log_bytes())
     }
 
     /// Hears every task insert and state change once it is committed.
     pub fn task_changes(&self) -> tokio::sync::broadcast::Receiver<TaskChange> {
-        self.inner.task_changes.subscribe()
-    }
-
-    /// Task log bytes held now.
-    pub fn log_bytes(&self) -> u64 {
-        self.inner.log_budget.used()
-    }
-
-    /// Runs `f` inside the next group commit and answers after the commit.
-    pub(crate) async fn write<R, F>(&self, f: F) -> Result<R>
-    where
-        R: Send + 'static,
-        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
-    {
-        let (reply, rx) = oneshot::channel();
-        let job = Job {
-            f: Some(f),
-            result: None,
-            reply: Some(reply),
-        };
-        self.inner
-            .writer
-            .send(Box::new(job))
-            .map_err(|_| StoreError::WriterGone)?;
-        rx.await.map_err(|_| StoreError::WriterGone)?
-    }
-
-    /// Runs `f` on a read connection, off the async threads.
-    pub(crate) async fn read<R, F>(&self, f: F) -> Result<R>
-    where
-        R: Send + 'static,
-        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
-    {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = match inner.readers.lock().pop() {
-                Some(c) => c,
-                None => open_reader(&inner.path)?,
-            };
-            let out = f(&conn);
-            inner.readers.lock().push(conn);
-            out
-        })
-        .await
-        .map_err(|_| StoreError::WriterGone)?
-    }
-
-    /// Runs `f` on a read connection on the calling thread (startup only).
-    pub(crate) fn read_blocking<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
-        let conn = open_reader(&self.inner.path)?;
-        f(&conn)
+        on_store!(self, s => s.task_changes())
     }
 
     /// A persistent key/value setting (server secrets, schema facts).
     pub async fn meta_get_or_insert(&self, key: &str, make: impl FnOnce() -> String) -> Result<String> {
-        let key = key.to_string();
-        let candidate = make();
-        self.write(move |c| {
-            c.execute(
-                "INSERT OR IGNORE INTO meta(key, value) VALUES (?1, ?2)",
-                rusqlite::params![key, candidate],
-            )?;
-            Ok(c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))?)
-        })
-        .await
-    }
-}
-
-fn open_reader(path: &Path) -> Result<Connection> {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
-    conn.busy_timeout(std::time::Duration::from_secs(30))?;
-    Ok(conn)
-}
-
-/// A unit of work for the writer thread.
-trait WriteJob: Send {
-    /// Runs the job's statements; true when they succeeded.
-    fn run(&mut self, conn: &Connection) -> bool;
-    /// Answers the caller once the transaction's fate is known.
-    fn finish(self: Box<Self>, commit: std::result::Result<(), String>);
-}
-
-struct Job<R, F> {
-    f: Option<F>,
-    result: Option<Result<R>>,
-    reply: Option<oneshot::Sender<Result<R>>>,
-}
-
-impl<R, F> WriteJob for Job<R, F>
-where
-    R: Send + 'static,
-    F: FnOnce(&Connection) -> Result<R> + Send + 'static,
-{
-    fn run(&mut self, conn: &Connection) -> bool {
-        let Some(f) = self.f.take() else { return false };
-        let out = f(conn);
-        let ok = out.is_ok();
-        self.result = Some(out);
-        ok
+        on_store!(self, s => s.meta_get_or_insert(key, make).await)
     }
 
-    fn finish(mut self: Box<Self>, commit: std::result::Result<(), String>) {
-        let out = match (commit, self.result.take()) {
-            (Ok(()), Some(r)) => r,
-            (Err(e), _) => Err(StoreError::CommitFailed(e)),
-            (Ok(()), None) => Err(StoreError::WriterGone),
-        };
-        if let Some(reply) = self.reply.take() {
-            let _ = reply.send(out);
-        }
-    }
-}
+    // ---- registry and code ------------------------------------------------
 
-fn writer_loop(
-    conn: Connection,
-    rx: mpsc::Receiver<Box<dyn WriteJob>>,
-    feed: tokio::sync::broadcast::Sender<TaskChange>,
-) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        let commit = run_batch(&conn, &mut batch);
-        changes::finish_batch(commit.is_ok(), &feed);
-        for job in batch {
-            job.finish(commit.clone());
-        }
-    }
-    tracing::debug!("store writer stopped");
-}
-
-fn run_batch(conn: &Connection, batch: &mut [Box<dyn WriteJob>]) -> std::result::Result<(), String> {
-    // Cached statements: a batch runs these once per job.
-    let exec = |sql: &str| -> rusqlite::Result<()> { conn.prepare_cached(sql)?.execute([]).map(drop) };
-    exec("BEGIN IMMEDIATE").map_err(|e| e.to_string())?;
-    for job in batch.iter_mut() {
-        if let Err(e) = exec("SAVEPOINT job") {
-            let _ = conn.execute_batch("ROLLBACK");
-            return Err(e.to_string());
-        }
-        let mark = changes::mark();
-        let ok = job.run(conn);
-        let end = if ok {
-            exec("RELEASE job")
-        } else {
-            changes::rollback_to(mark);
-            exec("ROLLBACK TO job").and_then(|()| exec("RELEASE job"))
-        };
-        if let Err(e) = end {
-            let _ = conn.execute_batch("ROLLBACK");
-            return Err(e.to_string());
-        }
-    }
-    exec("COMMIT").map_err(|e| {
-        let _ = conn.execute_batch("ROLLBACK");
-        e.to_string()
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn failing_write_does_not_undo_its_batch_neighbours() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("db.sqlite"), Durability::Process).unwrap();
-        let mut handles = Vec::new();
-        for i in 0..50 {
-            let s = store.clone();
-            handles.push(tokio::spawn(async move {
-                s.write(move |c| {
-                    // Every 10th write inserts a duplicate key and fails.
-                    let key = if i % 10 == 0 {
-                        "dup".to_string()
-                    } else {
-                        format!("k{i}")
-                    };
-                    c.execute("INSERT INTO meta(key, value) VALUES (?1, 'v')", [key])?;
-                    Ok(())
-                })
-                .await
-            }));
-        }
-        let mut failures = 0;
-        for h in handles {
-            if h.await.unwrap().is_err() {
-                failures += 1;
-            }
-        }
-        // The first "dup" wins; the other four collide.
-        assert_eq!(failures, 4);
-        let count: i64 = store
-            .read(|c| Ok(c.query_row("SELECT count(*) FROM meta", [], |r| r.get(0))?))
-            .await
-            .unwrap();
-        assert_eq!(count, 46);
+    /// Every registry row.
+    pub async fn load_registry(&self) -> Result<RegistryRows> {
+        on_store!(self, s => s.load_registry().await)
     }
 
-    #[tokio::test]
-    async fn a_write_whose_transaction_did_not_commit_is_a_commit_failure_not_a_duplicate() {
-        let (reply, answer) = oneshot::channel();
-        let mut job: Box<dyn WriteJob> = Box::new(Job {
-            f: Some(|_: &Connection| Ok(())),
-            result: None,
-            reply: Some(reply),
-        });
-        // The job's statements ran; the batch's COMMIT then failed.
-        assert!(job.run(&Connection::open_in_memory().unwrap()));
-        job.finish(Err("disk I/O error".into()));
-        let err = answer.await.unwrap().unwrap_err();
-        assert!(matches!(err, StoreError::CommitFailed(_)), "{err:?}");
-        assert!(!err.is_unique_violation());
+    /// Applies `changes` atomically, answering after the commit.
+    pub async fn apply_registry(&self, changes: Vec<RegistryChange>) -> Result<()> {
+        on_store!(self, s => s.apply_registry(changes).await)
+    }
+
+    /// A number that changes whenever the registry does (a shared store's
+    /// nodes poll it); always 0 on the embedded store, which one node owns.
+    pub async fn registry_version(&self) -> Result<i64> {
+        match self {
+            Store::Sqlite(_) => Ok(0),
+            Store::Postgres(pg) => pg.registry_version().await,
+        }
+    }
+
+    /// Keeps code bytes (a package, a wasm) under their SHA-256 where every
+    /// node can read them. The embedded store's code lives in the data
+    /// dir's `code/` already, so it keeps nothing here.
+    pub async fn put_code_blob(&self, sha256: &str, bytes: Bytes) -> Result<()> {
+        match self {
+            Store::Sqlite(_) => Ok(()),
+            Store::Postgres(pg) => pg.put_code_blob(sha256, &bytes).await,
+        }
+    }
+
+    /// Code bytes kept by [`Store::put_code_blob`].
+    pub async fn code_blob(&self, sha256: &str) -> Result<Option<Vec<u8>>> {
+        match self {
+            Store::Sqlite(_) => Ok(None),
+            Store::Postgres(pg) => pg.code_blob(sha256).await,
+        }
+    }
+
+    // ---- tasks ------------------------------------------------------------
+
+    /// Inserts a task in `Enqueued`; answers after the commit. A duplicate
+    /// invocation id for the function is a [`StoreError::Duplicate`].
+    pub async fn insert_task(&self, task: NewTask) -> Result<i64> {
+        on_store!(self, s => s.insert_task(task).await)
+    }
+
+    /// Applies one transition; `None` when it did not apply.
+    pub async fn transition(&self, t: Transition) -> Result<Option<Applied>> {
+        on_store!(self, s => s.transition(t).await)
+    }
+
+    /// Applies transitions in one commit (each one independently).
+    pub async fn transition_many(&self, ts: Vec<Transition>) -> Result<Vec<Option<Applied>>> {
+        on_store!(self, s => s.transition_many(ts).await)
+    }
+
+    /// Moves every non-terminal task of a function to `Invalid`; answers
+    /// their (seq, kind, invocation id).
+    pub async fn invalidate_function_tasks(
+        &self,
+        service: &str,
+        function: &str,
+        detail: &str,
+    ) -> Result<Vec<(i64, TaskKind, String)>> {
+        on_store!(self, s => s.invalidate_function_tasks(service, function, detail).await)
+    }
+
+    pub async fn get_task(
+        &self,
+        service: &str,
+        function: &str,
+        invocation_id: &str,
+        with_payload: bool,
+    ) -> Result<Option<TaskRow>> {
+        on_store!(self, s => s.get_task(service, function, invocation_id, with_payload).await)
+    }
+
+    pub async fn task_events(&self, seq: i64) -> Result<Vec<HistoryEvent>> {
+        on_store!(self, s => s.task_events(seq).await)
+    }
+
+    pub async fn task_payload(&self, seq: i64) -> Result<Option<Bytes>> {
+        on_store!(self, s => s.task_payload(seq).await)
+    }
+
+    pub async fn task_logs(&self, seq: i64) -> Result<Option<Bytes>> {
+        on_store!(self, s => s.task_logs(seq).await)
+    }
+
+    /// Every non-terminal task (startup recovery), oldest first.
+    pub async fn active_tasks(&self) -> Result<Vec<TaskRow>> {
+        on_store!(self, s => s.active_tasks().await)
+    }
+
+    /// Deletes terminal tasks (and their history) that ended before `ms`.
+    pub async fn purge_tasks_ended_before(&self, ms: i64) -> Result<usize> {
+        on_store!(self, s => s.purge_tasks_ended_before(ms).await)
+    }
+
+    /// Counts of tasks by state (metrics).
+    pub async fn task_counts(&self) -> Result<Vec<(String, i64)>> {
+        on_store!(self, s => s.task_counts().await)
+    }
+
+    /// Stateful tasks by (service, function, state): the console's counts.
+    pub async fn task_counts_by_function(&self) -> Result<Vec<(String, String, TaskState, i64)>> {
+        on_store!(self, s => s.task_counts_by_function().await)
+    }
+
+    /// One page of a function's stateful tasks (or every function's).
+    pub async fn list_tasks(&self, f: TaskFilter) -> Result<TaskPage> {
+        on_store!(self, s => s.list_tasks(f).await)
+    }
+
+    // ---- orchestrations -----------------------------------------------------
+
+    /// Creates an instance (or replaces a finished one with that id). A
+    /// non-finished instance with the id → `Err(Duplicate)` with the
+    /// extension's message.
+    pub async fn orch_start(&self, o: NewOrchestration) -> Result<OrchRow> {
+        on_store!(self, s => s.orch_start(o).await)
+    }
+
+    pub async fn orch_get(&self, instance_id: &str) -> Result<Option<OrchRow>> {
+        on_store!(self, s => s.orch_get(instance_id).await)
+    }
+
+    /// The instance and its history, read together.
+    pub async fn orch_load(&self, rid: i64) -> Result<Option<(OrchRow, Vec<Recorded>)>> {
+        on_store!(self, s => s.orch_load(rid).await)
+    }
+
+    pub async fn orch_history(&self, rid: i64) -> Result<Vec<Recorded>> {
+        on_store!(self, s => s.orch_history(rid).await)
+    }
+
+    /// Marks a Pending instance Running (its first run has begun).
+    pub async fn orch_mark_running(&self, rid: i64, now_ms: i64) -> Result<()> {
+        on_store!(self, s => s.orch_mark_running(rid, now_ms).await)
+    }
+
+    /// Records a run's outcome; `None` when the instance moved on meanwhile.
+    pub async fn orch_commit(&self, run: RunCommit) -> Result<Option<Committed>> {
+        on_store!(self, s => s.orch_commit(run).await)
+    }
+
+    /// Appends an activity outcome or a fired timer to a running instance;
+    /// `Some(runnable)` when it was recorded. Duplicates are dropped.
+    pub async fn orch_deliver(
+        &self,
+        rid: i64,
+        generation: u32,
+        task_id: Option<String>,
+        event: crate::journal::HistoryEvent,
+        now_ms: i64,
+    ) -> Result<Option<bool>> {
+        on_store!(self, s => s.orch_deliver(rid, generation, task_id, event, now_ms).await)
+    }
+
+    /// Schedules another attempt of a failed activity step (retry policy).
+    pub async fn orch_retry(
+        &self,
+        rid: i64,
+        generation: u32,
+        event: crate::journal::HistoryEvent,
+        task: NewTask,
+        now_ms: i64,
+    ) -> Result<Option<(i64, NewTask)>> {
+        on_store!(self, s => s.orch_retry(rid, generation, event, task, now_ms).await)
+    }
+
+    /// Raises an event on an instance.
+    pub async fn orch_raise(
+        &self,
+        instance_id: &str,
+        name: String,
+        data: String,
+        now_ms: i64,
+    ) -> Result<ControlOutcome> {
+        on_store!(self, s => s.orch_raise(instance_id, name, data, now_ms).await)
+    }
+
+    pub async fn orch_list(&self, f: OrchFilter) -> Result<Vec<OrchRow>> {
+        on_store!(self, s => s.orch_list(f).await)
+    }
+
+    /// Deletes instances matching `f`, or the one named `instance_id`.
+    pub async fn orch_purge(&self, instance_id: Option<String>, f: OrchFilter) -> Result<usize> {
+        on_store!(self, s => s.orch_purge(instance_id, f).await)
+    }
+
+    /// Terminate, suspend, resume or rewind, when [`Control::check`]
+    /// allows it.
+    pub async fn orch_control<F>(
+        &self,
+        instance_id: &str,
+        op: Control,
+        now_ms: i64,
+        rewind_task: F,
+    ) -> Result<ControlOutcome>
+    where
+        F: Fn(&OrchRow, &StepRetry) -> NewTask + Send + Sync + 'static,
+    {
+        on_store!(self, s => s.orch_control(instance_id, op, now_ms, rewind_task).await)
+    }
+
+    /// Startup: instances with work to do, armed timers, and finished
+    /// activities whose results were never recorded.
+    pub async fn orch_recover(&self) -> Result<(Vec<i64>, Vec<TimerRow>, Vec<Undelivered>)> {
+        on_store!(self, s => s.orch_recover().await)
     }
 }

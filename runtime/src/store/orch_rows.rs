@@ -27,32 +27,9 @@ pub struct OrchRow {
     pub pending: bool,
 }
 
+/// The instance columns, in [`OrchRow`]'s order (the same on both stores).
 pub(super) const COLUMNS: &str = "rid, instance_id, name, service, function, wasm_sha256, memory_mb, timeout_s, version, \
      generation, status, input, output, custom_status, created_ms, updated_ms, next_seq, pending";
-
-pub(super) fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrchRow> {
-    let status: String = r.get(10)?;
-    Ok(OrchRow {
-        rid: r.get(0)?,
-        instance_id: r.get(1)?,
-        name: r.get(2)?,
-        service: r.get(3)?,
-        function: r.get(4)?,
-        wasm_sha256: r.get(5)?,
-        memory_mb: r.get::<_, i64>(6)? as u64,
-        timeout_s: r.get::<_, i64>(7)? as u64,
-        version: r.get(8)?,
-        generation: r.get::<_, i64>(9)? as u32,
-        status: RuntimeStatus::parse(&status).unwrap_or(RuntimeStatus::Failed),
-        input: r.get(11)?,
-        output: r.get(12)?,
-        custom_status: r.get(13)?,
-        created_ms: r.get(14)?,
-        updated_ms: r.get(15)?,
-        next_seq: r.get(16)?,
-        pending: r.get::<_, i64>(17)? != 0,
-    })
-}
 
 /// An instance to start.
 #[derive(Debug, Clone)]
@@ -88,6 +65,9 @@ pub struct RunCommit {
     pub timers: Vec<(u32, i64)>,
     /// Start over with this input and an empty history.
     pub continue_as_new: Option<String>,
+    /// The instance lease token the run ran under (shared store): the
+    /// commit applies only while it is still the instance's.
+    pub fence: Option<i64>,
 }
 
 /// The result of a committed run.

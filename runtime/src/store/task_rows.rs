@@ -50,6 +50,9 @@ pub struct TaskRow {
     pub duration_ms: i64,
     /// Fuel the last attempt consumed (servers with `--fuel-metering`).
     pub fuel_consumed: Option<u64>,
+    /// When the lease a node holds on the task lapses (ms since the epoch);
+    /// 0 when none does. Only a shared store leases tasks.
+    pub lease_until_ms: i64,
 }
 
 /// Fields a transition may set.
@@ -82,6 +85,11 @@ pub struct Transition {
     pub follow_up: Option<FollowUp>,
     /// Return the payload with the outcome (the dispatcher needs it).
     pub want_payload: bool,
+    /// The lease token of the claim this transition acts under (a node of
+    /// a cluster): it applies only while the token is still the task's, so
+    /// a node whose lease lapsed cannot end a task that another node has
+    /// taken over. `None` acts regardless (one node; a Stop from any node).
+    pub fence: Option<i64>,
 }
 
 impl Transition {
@@ -94,6 +102,7 @@ impl Transition {
             update: TaskUpdate::default(),
             follow_up: None,
             want_payload: false,
+            fence: None,
         }
     }
 
@@ -109,11 +118,18 @@ impl Transition {
             update: TaskUpdate::default(),
             follow_up: None,
             want_payload: false,
+            fence: None,
         }
     }
 
     pub fn with(mut self, update: TaskUpdate) -> Self {
         self.update = update;
+        self
+    }
+
+    /// Acts under the lease token `fence` (see [`Transition::fence`]).
+    pub fn fenced(mut self, fence: Option<i64>) -> Self {
+        self.fence = fence;
         self
     }
 }

@@ -3,6 +3,7 @@
 
 mod bulk;
 mod cli;
+mod cluster;
 mod console;
 mod console_browser;
 mod crash;

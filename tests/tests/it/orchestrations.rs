@@ -7,11 +7,11 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use wasmfc_tests::{Reply, Server, guests};
 
-const ROOT: &str = "/runtime/webhooks/durabletask";
+pub(crate) const ROOT: &str = "/runtime/webhooks/durabletask";
 const SVC: &str = "durable";
 
 /// Deploys the example orchestrators and their activities.
-async fn deploy(s: &Server) {
+pub(crate) async fn deploy(s: &Server) {
     s.create_service(SVC).await;
     for (name, guest) in [
         ("hello", guests::HELLO),
@@ -24,7 +24,7 @@ async fn deploy(s: &Server) {
     }
 }
 
-async fn start(s: &Server, orchestrator: &str, id: &str, input: Option<Value>) -> Reply {
+pub(crate) async fn start(s: &Server, orchestrator: &str, id: &str, input: Option<Value>) -> Reply {
     let body = input.map(|v| v.to_string()).unwrap_or_default();
     s.call(
         Method::POST,
@@ -35,11 +35,11 @@ async fn start(s: &Server, orchestrator: &str, id: &str, input: Option<Value>) -
     .await
 }
 
-async fn status(s: &Server, id: &str, query: &str) -> Reply {
+pub(crate) async fn status(s: &Server, id: &str, query: &str) -> Reply {
     s.get(&format!("{ROOT}/instances/{id}{query}")).await
 }
 
-async fn raise(s: &Server, id: &str, event: &str, data: Value) -> Reply {
+pub(crate) async fn raise(s: &Server, id: &str, event: &str, data: Value) -> Reply {
     s.call(
         Method::POST,
         &format!("{ROOT}/instances/{id}/raiseEvent/{event}"),
@@ -77,7 +77,7 @@ async fn replace_code(s: &Server, function: &str, guest: &str) {
 }
 
 /// Polls an instance until `done(status)` holds.
-async fn wait_until(s: &Server, id: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn wait_until(s: &Server, id: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let r = status(s, id, "").await;
@@ -94,12 +94,12 @@ async fn wait_until(s: &Server, id: &str, timeout: Duration, done: impl Fn(&Valu
     }
 }
 
-async fn wait_status(s: &Server, id: &str, want: &str) -> Value {
+pub(crate) async fn wait_status(s: &Server, id: &str, want: &str) -> Value {
     wait_until(s, id, Duration::from_secs(30), |v| v["runtimeStatus"] == want).await
 }
 
 /// Every task of an activity function (tasks are how activities run).
-async fn activity_tasks(s: &Server, function: &str) -> Vec<Value> {
+pub(crate) async fn activity_tasks(s: &Server, function: &str) -> Vec<Value> {
     let mut out = Vec::new();
     let mut token: Option<String> = None;
     loop {

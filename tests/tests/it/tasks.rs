@@ -413,6 +413,7 @@ async fn listing_filters_sorts_and_pages_without_gaps() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // includePayload toggles invocationPayload.
+    s.wait_status(S, "hello", "odd-001", "Succeeded", SECS(30)).await;
     let with = q("includePayload=true&invocationIdPrefix=odd-001".into()).await;
     assert_eq!(with[0]["invocationPayload"], "n1");
     let with_py = q("includePayload=True&invocationIdPrefix=odd-001".into()).await;

@@ -34,12 +34,15 @@ pub(in crate::api) fn doc_for(
     let status = app
         .autoscaler
         .status(&(service.to_string(), function.to_string(), qualifier.to_string()));
-    // `current` counts instances that are alive and initialised now.
+    // `current` counts instances that are alive and initialised now, on
+    // this node and (as of their heartbeats) on the others.
+    let key = (service.to_string(), function.to_string(), qualifier.to_string());
     let current = app
         .registry
         .resolve(service, Some(qualifier), function)
         .map(|r| app.pool.provisioned(&r).0)
-        .unwrap_or(0);
+        .unwrap_or(0)
+        + app.autoscaler.provisioned_elsewhere(&key);
     response_doc(ACCOUNT, service, qualifier, function, stored, current, &status.error)
 }
 

@@ -78,7 +78,8 @@ fn status_json(app: &SharedState, name: &str, qualifier: &str, stored: &Map<Stri
     doc.insert("qualifier".into(), json!(qualifier));
     doc.insert("minInstances".into(), stored.get("target").cloned().unwrap_or(json!(0)));
     doc.insert("targetInstances".into(), json!(status.target));
-    doc.insert("currentInstances".into(), json!(status.current));
+    let elsewhere = app.autoscaler.provisioned_elsewhere(&key);
+    doc.insert("currentInstances".into(), json!(status.current + elsewhere));
     doc.insert("currentError".into(), json!(status.error));
     doc.insert("enableOnDemandScaling".into(), json!(true));
     doc.insert(

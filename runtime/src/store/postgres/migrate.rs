@@ -19,11 +19,18 @@ pub struct Migration {
 
 /// The schema's history, oldest first. Never edit a released migration:
 /// add the next one.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "schema",
-    sql: include_str!("migrations/0001_schema.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "schema",
+        sql: include_str!("migrations/0001_schema.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "node_provisioned",
+        sql: include_str!("migrations/0002_node_provisioned.sql"),
+    },
+];
 
 /// The key of the advisory lock that serialises migrations ("wasmfc").
 const MIGRATION_LOCK: i64 = 0x7761_736d_6663;

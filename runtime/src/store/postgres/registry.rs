@@ -9,13 +9,32 @@ use tokio_postgres::{Client, GenericClient, Transaction};
 use super::super::{ConfigTable, RegistryChange, RegistryRows, Result};
 
 /// Applies `changes` in one transaction: all or nothing, as on SQLite.
+/// The registry's version moves with every batch, and the other nodes are
+/// told (the `NOTIFY` is delivered when the transaction commits, and only
+/// then), so they reload.
 pub async fn apply_registry(client: &mut Client, changes: &[RegistryChange]) -> Result<()> {
     let tx = client.transaction().await?;
     for change in changes {
         apply_one(&tx, change).await?;
     }
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('registry_version', '1')
+         ON CONFLICT (key) DO UPDATE SET value = (meta.value::BIGINT + 1)::TEXT",
+        &[],
+    )
+    .await?;
+    tx.execute("SELECT pg_notify($1, '')", &[&super::notify::REGISTRY_CHANNEL])
+        .await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// The registry's version: it changes with every applied batch.
+pub async fn registry_version(client: &impl GenericClient) -> Result<i64> {
+    let row = client
+        .query_opt("SELECT value FROM meta WHERE key = 'registry_version'", &[])
+        .await?;
+    Ok(row.and_then(|r| r.get::<_, String>(0).parse().ok()).unwrap_or(0))
 }
 
 /// Stores a code package's bytes (before its `PutCode` row says they are

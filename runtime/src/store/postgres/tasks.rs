@@ -3,23 +3,22 @@
 //! the embedded store; the difference is concurrency. On SQLite the single
 //! writer thread makes a transition's read-decide-write atomic; here the
 //! row is locked (`SELECT … FOR UPDATE`) for the transaction, and a
-//! transition may carry a fencing token ([`Fence`]) that must still be the
-//! row's lease token, so a node whose lease lapsed cannot end the task.
+//! transition may carry a fencing token ([`Transition::fence`]) that must
+//! still be the row's lease token, so a node whose lease lapsed cannot end
+//! the task.
 
 use bytes::Bytes;
-use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, GenericClient, Row, Transaction};
 
-use super::super::{Applied, NewTask, Result, StoreError, TaskRow, Transition};
+use super::super::changes::TaskChange;
+use super::super::log_budget::{LogBudget, PRUNE_BATCH};
+use super::super::{Applied, DROPPED_LOG_MARKER, NewTask, Result, StoreError, TaskRow, Transition};
+use super::PgStore;
 use crate::tasks::{HistoryEvent, TaskKind, TaskState};
-
-/// The lease token a transition requires (from the task's claim).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Fence(pub i64);
 
 pub(super) const COLUMNS: &str = "seq, service, function, qualifier, invocation_id, stateful, kind, status, \
      request_id, created_ms, end_ms, attempts, next_run_ms, error, result, destination_status, instance_id, \
-     duration_ms, fuel_consumed, lease_token";
+     duration_ms, fuel_consumed, lease_token, lease_until_ms";
 
 /// A task row as selected with [`COLUMNS`] (and the payload after them,
 /// when `with_payload`); answers the row and its lease token.
@@ -48,14 +47,15 @@ pub(super) fn row_from(r: &Row, with_payload: bool) -> (TaskRow, i64) {
         instance_id: r.get(16),
         duration_ms: r.get(17),
         fuel_consumed: r.get::<_, Option<i64>>(18).map(|f| f as u64),
+        lease_until_ms: r.get(20),
         payload: with_payload
-            .then(|| r.get::<_, Option<Vec<u8>>>(20).map(Bytes::from))
+            .then(|| r.get::<_, Option<Vec<u8>>>(21).map(Bytes::from))
             .flatten(),
     };
     (row, r.get(19))
 }
 
-fn select(with_payload: bool) -> String {
+pub(super) fn select(with_payload: bool) -> String {
     let payload = if with_payload { ", payload" } else { "" };
     format!("SELECT {COLUMNS}{payload} FROM tasks")
 }
@@ -100,12 +100,16 @@ pub async fn insert_task(client: &mut Client, t: &NewTask) -> Result<i64> {
     Ok(seq)
 }
 
-async fn insert_in(tx: &Transaction<'_>, t: &NewTask) -> Result<i64> {
+/// Inserts `t` inside `tx`. A duplicate id is [`StoreError::Duplicate`]
+/// without aborting the transaction (`ON CONFLICT DO NOTHING`), so a batch
+/// that meets one (an activity scheduled by an earlier commit) goes on.
+pub(super) async fn insert_in(tx: &Transaction<'_>, t: &NewTask) -> Result<i64> {
     let inserted = tx
-        .query_one(
+        .query_opt(
             "INSERT INTO tasks (service, function, qualifier, invocation_id, stateful, kind, status, payload,
                                 request_id, created_ms, next_run_ms, events, queue)
              VALUES ($1, $2, $3, $4, $5, $6, 'Enqueued', $7, $8, $9, $10, 1, $11)
+             ON CONFLICT (service, function, invocation_id) DO NOTHING
              RETURNING seq",
             &[
                 &t.service,
@@ -121,37 +125,50 @@ async fn insert_in(tx: &Transaction<'_>, t: &NewTask) -> Result<i64> {
                 &queue_of(&t.service, &t.function),
             ],
         )
-        .await;
-    let seq: i64 = match inserted {
-        Ok(row) => row.get(0),
-        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-            return Err(StoreError::Duplicate(format!(
-                "invocation '{}' already exists for function {}/{}",
-                t.invocation_id, t.service, t.function
-            )));
-        }
-        Err(e) => return Err(e.into()),
+        .await?;
+    let Some(row) = inserted else {
+        return Err(StoreError::Duplicate(format!(
+            "invocation '{}' already exists for function {}/{}",
+            t.invocation_id, t.service, t.function
+        )));
     };
+    let seq: i64 = row.get(0);
     append_event(tx, seq, 1, TaskState::Enqueued, t.created_ms, &t.detail).await?;
     Ok(seq)
 }
 
-/// Applies one transition (refused, `None`, when it does not apply or the
+/// The change feed's record of an inserted task.
+pub(super) fn inserted_change(seq: i64, t: &NewTask) -> TaskChange {
+    TaskChange {
+        seq,
+        service: t.service.clone(),
+        function: t.function.clone(),
+        invocation_id: t.invocation_id.clone(),
+        status: TaskState::Enqueued,
+        stateful: t.stateful,
+    }
+}
+
+/// Applies one transition (refused, `None`, when it does not apply or its
 /// fence is no longer the row's).
-pub async fn transition(client: &mut Client, t: Transition, fence: Option<Fence>) -> Result<Option<Applied>> {
+pub async fn transition(client: &mut Client, t: Transition) -> Result<Option<Applied>> {
     let tx = client.transaction().await?;
-    let applied = apply(&tx, t, fence).await?;
+    let applied = apply(&tx, t, None).await?;
     tx.commit().await?;
     Ok(applied)
 }
 
-async fn apply(tx: &Transaction<'_>, t: Transition, fence: Option<Fence>) -> Result<Option<Applied>> {
-    let sql = format!("{} WHERE seq = $1 FOR UPDATE", select(t.want_payload));
+async fn apply(tx: &Transaction<'_>, t: Transition, logs: Option<&LogBudget>) -> Result<Option<Applied>> {
+    let sql = format!(
+        "{}, octet_length(logs) FROM tasks WHERE seq = $1 FOR UPDATE",
+        select(t.want_payload).trim_end_matches(" FROM tasks")
+    );
     let Some(found) = tx.query_opt(&sql, &[&t.seq]).await? else {
         return Ok(None);
     };
     let (mut row, token) = row_from(&found, t.want_payload);
-    if fence.is_some_and(|Fence(f)| f != token) {
+    let old_log_len: Option<i32> = found.get(if t.want_payload { 22 } else { 21 });
+    if t.fence.is_some_and(|f| f != token) {
         tracing::info!(seq = t.seq, "refused a transition with a stale lease token");
         return Ok(None);
     }
@@ -165,6 +182,9 @@ async fn apply(tx: &Transaction<'_>, t: Transition, fence: Option<Fence>) -> Res
     let mut u = t.update;
     if let Some(f) = &follow_up {
         u.destination_status = Some(f.status.clone());
+    }
+    if let (Some(budget), Some(log)) = (logs, &u.logs) {
+        budget.replaced(old_log_len.unwrap_or(0).max(0) as u64, log.len() as u64);
     }
     let end_ms = u.end_ms.or(next.is_terminal().then_some(now));
     // A terminal state or a retry gives the lease up.
@@ -207,9 +227,16 @@ async fn apply(tx: &Transaction<'_>, t: Transition, fence: Option<Fence>) -> Res
         .get(0);
     append_event(tx, t.seq, event_id, next, now, &t.detail).await?;
     let follow_up_seq = match follow_up.and_then(|f| f.task) {
-        // In a savepoint: a duplicate destination id (a delivery made
-        // before) must not abort the transition's transaction.
-        Some(task) => insert_follow_up(tx, &task).await?,
+        Some(task) => match insert_in(tx, &task).await {
+            Ok(seq) => Some((seq, task)),
+            // The destination already has a task with this id: the
+            // delivery happened before (a retried transition).
+            Err(StoreError::Duplicate(e)) => {
+                tracing::warn!(error = %e, "destination task not inserted");
+                None
+            }
+            Err(e) => return Err(e),
+        },
         None => None,
     };
     row.status = next;
@@ -219,24 +246,8 @@ async fn apply(tx: &Transaction<'_>, t: Transition, fence: Option<Fence>) -> Res
     Ok(Some(Applied {
         state: next,
         row,
-        follow_up_seq,
+        follow_up_seq: follow_up_seq.map(|(seq, _)| seq),
     }))
-}
-
-async fn insert_follow_up(tx: &Transaction<'_>, task: &NewTask) -> Result<Option<i64>> {
-    tx.batch_execute("SAVEPOINT follow_up").await?;
-    match insert_in(tx, task).await {
-        Ok(seq) => {
-            tx.batch_execute("RELEASE SAVEPOINT follow_up").await?;
-            Ok(Some(seq))
-        }
-        Err(StoreError::Duplicate(e)) => {
-            tx.batch_execute("ROLLBACK TO SAVEPOINT follow_up").await?;
-            tracing::warn!(error = %e, "destination task not inserted");
-            Ok(None)
-        }
-        Err(e) => Err(e),
-    }
 }
 
 /// A task by seq (without its payload).
@@ -262,4 +273,232 @@ pub async fn task_events(client: &impl GenericClient, seq: i64) -> Result<Vec<Hi
             detail: r.get(3),
         })
         .collect())
+}
+
+/// The log bytes the tasks hold (at open and after a purge).
+pub(super) async fn measure_logs(client: &impl GenericClient) -> Result<u64> {
+    let total: i64 = client
+        .query_one(
+            "SELECT COALESCE(SUM(octet_length(logs)), 0)::BIGINT FROM tasks WHERE logs IS NOT NULL",
+            &[],
+        )
+        .await?
+        .get(0);
+    Ok(total.max(0) as u64)
+}
+
+/// Drops the oldest logs while the budget is exceeded (see [`LogBudget`]).
+async fn prune_logs(client: &impl GenericClient, budget: &LogBudget) -> Result<()> {
+    let Some(target) = budget.prune_target() else {
+        return Ok(());
+    };
+    let mut dropped = 0;
+    while budget.used() > target {
+        let batch = client
+            .query(
+                "SELECT seq, octet_length(logs) FROM tasks WHERE seq > $1 AND logs IS NOT NULL AND logs <> $2
+                 ORDER BY seq LIMIT $3",
+                &[&budget.pruned_upto(), &DROPPED_LOG_MARKER, &PRUNE_BATCH],
+            )
+            .await?;
+        if batch.is_empty() {
+            break;
+        }
+        for r in batch {
+            if budget.used() <= target {
+                break;
+            }
+            let (seq, len): (i64, i32) = (r.get(0), r.get(1));
+            client
+                .execute(
+                    "UPDATE tasks SET logs = $2 WHERE seq = $1",
+                    &[&seq, &DROPPED_LOG_MARKER],
+                )
+                .await?;
+            budget.dropped(seq, len.max(0) as u64);
+            dropped += 1;
+        }
+    }
+    budget.report(dropped);
+    Ok(())
+}
+
+fn changed(row: &TaskRow) -> TaskChange {
+    TaskChange {
+        seq: row.seq,
+        service: row.service.clone(),
+        function: row.function.clone(),
+        invocation_id: row.invocation_id.clone(),
+        status: row.status,
+        stateful: row.stateful,
+    }
+}
+
+impl PgStore {
+    pub async fn insert_task(&self, task: NewTask) -> Result<i64> {
+        let mut client = self.client().await?;
+        let seq = insert_task(&mut client, &task).await?;
+        self.publish(vec![inserted_change(seq, &task)]);
+        Ok(seq)
+    }
+
+    pub async fn transition(&self, t: Transition) -> Result<Option<Applied>> {
+        Ok(self.transition_many(vec![t]).await?.pop().flatten())
+    }
+
+    /// Applies transitions in one transaction (each decided on its own).
+    pub async fn transition_many(&self, ts: Vec<Transition>) -> Result<Vec<Option<Applied>>> {
+        let mut client = self.client().await?;
+        let budget = &self.inner.log_budget;
+        let tx = tokio_postgres::Client::transaction(&mut client).await?;
+        let mut out = Vec::with_capacity(ts.len());
+        let mut changes = Vec::new();
+        for t in ts {
+            let follow_up = t.follow_up.as_ref().and_then(|f| f.task.clone());
+            let applied = apply(&tx, t, Some(budget)).await?;
+            if let Some(a) = &applied {
+                changes.push(changed(&a.row));
+                if let (Some(seq), Some(task)) = (a.follow_up_seq, &follow_up) {
+                    changes.push(inserted_change(seq, task));
+                }
+            }
+            out.push(applied);
+        }
+        prune_logs(&tx, budget).await?;
+        tx.commit().await?;
+        self.publish(changes);
+        Ok(out)
+    }
+
+    pub async fn invalidate_function_tasks(
+        &self,
+        service: &str,
+        function: &str,
+        detail: &str,
+    ) -> Result<Vec<(i64, TaskKind, String)>> {
+        let mut client = self.client().await?;
+        let tx = tokio_postgres::Client::transaction(&mut client).await?;
+        let now = crate::util::now_ms();
+        let rows = tx
+            .query(
+                "UPDATE tasks SET status = 'Invalid', end_ms = $3, error = $4, events = events + 1,
+                     lease_owner = NULL, lease_until_ms = 0
+                 WHERE end_ms = 0 AND service = $1 AND function = $2
+                 RETURNING seq, kind, invocation_id, stateful, events",
+                &[&service, &function, &now, &detail],
+            )
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        let mut changes = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let (seq, kind, id, stateful): (i64, String, String, bool) = (r.get(0), r.get(1), r.get(2), r.get(3));
+            append_event(&tx, seq, r.get(4), TaskState::Invalid, now, detail).await?;
+            changes.push(TaskChange {
+                seq,
+                service: service.to_string(),
+                function: function.to_string(),
+                invocation_id: id.clone(),
+                status: TaskState::Invalid,
+                stateful,
+            });
+            out.push((seq, TaskKind::parse(&kind).unwrap_or(TaskKind::Event), id));
+        }
+        tx.commit().await?;
+        self.publish(changes);
+        Ok(out)
+    }
+
+    pub async fn get_task(
+        &self,
+        service: &str,
+        function: &str,
+        invocation_id: &str,
+        with_payload: bool,
+    ) -> Result<Option<TaskRow>> {
+        let sql = format!(
+            "{} WHERE service = $1 AND function = $2 AND invocation_id = $3",
+            select(with_payload)
+        );
+        let client = self.client().await?;
+        let row = client.query_opt(&sql, &[&service, &function, &invocation_id]).await?;
+        Ok(row.map(|r| row_from(&r, with_payload).0))
+    }
+
+    pub async fn task_events(&self, seq: i64) -> Result<Vec<HistoryEvent>> {
+        task_events(&**self.client().await?, seq).await
+    }
+
+    pub async fn task_payload(&self, seq: i64) -> Result<Option<Bytes>> {
+        self.bytes_column("payload", seq).await
+    }
+
+    pub async fn task_logs(&self, seq: i64) -> Result<Option<Bytes>> {
+        self.bytes_column("logs", seq).await
+    }
+
+    async fn bytes_column(&self, column: &'static str, seq: i64) -> Result<Option<Bytes>> {
+        let sql = format!("SELECT {column} FROM tasks WHERE seq = $1");
+        let row = self.client().await?.query_opt(&sql, &[&seq]).await?;
+        Ok(row.and_then(|r| r.get::<_, Option<Vec<u8>>>(0)).map(Bytes::from))
+    }
+
+    pub async fn active_tasks(&self) -> Result<Vec<TaskRow>> {
+        let sql = format!("{} WHERE end_ms = 0 ORDER BY seq", select(false));
+        let rows = self.client().await?.query(&sql, &[]).await?;
+        Ok(rows.iter().map(|r| row_from(r, false).0).collect())
+    }
+
+    pub async fn purge_tasks_ended_before(&self, ms: i64) -> Result<usize> {
+        let mut client = self.client().await?;
+        let tx = tokio_postgres::Client::transaction(&mut client).await?;
+        tx.execute(
+            "DELETE FROM task_events WHERE task_seq IN (SELECT seq FROM tasks WHERE end_ms > 0 AND end_ms < $1)",
+            &[&ms],
+        )
+        .await?;
+        let purged = tx
+            .execute("DELETE FROM tasks WHERE end_ms > 0 AND end_ms < $1", &[&ms])
+            .await?;
+        tx.commit().await?;
+        if purged > 0 {
+            self.inner.log_budget.reset_used(measure_logs(&**client).await?);
+        }
+        Ok(purged as usize)
+    }
+
+    pub async fn task_counts(&self) -> Result<Vec<(String, i64)>> {
+        let rows = self
+            .client()
+            .await?
+            .query("SELECT status, count(*) FROM tasks GROUP BY status", &[])
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    pub async fn task_counts_by_function(&self) -> Result<Vec<(String, String, TaskState, i64)>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT service, function, status, count(*) FROM tasks WHERE end_ms > 0 AND stateful
+                 GROUP BY service, function, status
+                 UNION ALL
+                 SELECT service, function, status, count(*) FROM tasks WHERE end_ms = 0 AND stateful
+                 GROUP BY service, function, status",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let status: String = r.get(2);
+                (
+                    r.get(0),
+                    r.get(1),
+                    TaskState::parse(&status).unwrap_or(TaskState::Invalid),
+                    r.get(3),
+                )
+            })
+            .collect())
+    }
 }

@@ -9,10 +9,11 @@
 use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::changes::{self, TaskChange};
-use super::log_budget::LogBudget;
-use super::task_rows::{Applied, NewTask, TaskRow, Transition};
-use super::{Result, Store, StoreError};
+use super::super::changes::{self, TaskChange};
+use super::super::log_budget::LogBudget;
+use super::super::{Applied, NewTask, Result, StoreError, TaskRow, Transition};
+use super::SqliteStore;
+use super::log_budget;
 use crate::tasks::{HistoryEvent, TaskKind, TaskState};
 
 const COLUMNS: &str = "seq, service, function, qualifier, invocation_id, stateful, kind, status, request_id, \
@@ -43,6 +44,7 @@ pub(super) fn row_from(r: &rusqlite::Row<'_>, with_payload: bool) -> rusqlite::R
         instance_id: r.get(16)?,
         duration_ms: r.get(17)?,
         fuel_consumed: r.get::<_, Option<i64>>(18)?.map(|f| f as u64),
+        lease_until_ms: 0,
         payload: if with_payload {
             r.get::<_, Option<Vec<u8>>>(19)?.map(Bytes::from)
         } else {
@@ -137,7 +139,7 @@ fn apply(c: &Connection, t: Transition, logs: &LogBudget) -> Result<Option<Appli
     }
     let end_ms = u.end_ms.or(next.is_terminal().then_some(now));
     if let Some(log) = &u.logs {
-        logs.replace(c, t.seq, log.len())?;
+        log_budget::replace(logs, c, t.seq, log.len())?;
     }
     let event_id = c
         .prepare_cached(
@@ -206,7 +208,7 @@ fn apply(c: &Connection, t: Transition, logs: &LogBudget) -> Result<Option<Appli
     }))
 }
 
-impl Store {
+impl SqliteStore {
     /// Inserts a task in `Enqueued`; answers after the commit. A duplicate
     /// invocation id for the function is a [`StoreError::Duplicate`].
     pub async fn insert_task(&self, task: NewTask) -> Result<i64> {
@@ -218,7 +220,7 @@ impl Store {
         let logs = self.inner.log_budget.clone();
         self.write(move |c| {
             let applied = apply(c, t, &logs)?;
-            logs.prune(c)?;
+            log_budget::prune(&logs, c)?;
             Ok(applied)
         })
         .await
@@ -229,7 +231,7 @@ impl Store {
         let logs = self.inner.log_budget.clone();
         self.write(move |c| {
             let applied = ts.into_iter().map(|t| apply(c, t, &logs)).collect();
-            logs.prune(c)?;
+            log_budget::prune(&logs, c)?;
             applied
         })
         .await
@@ -344,14 +346,15 @@ impl Store {
     }
 
     /// Every non-terminal task (startup recovery), oldest first.
-    pub fn active_tasks(&self) -> Result<Vec<TaskRow>> {
-        self.read_blocking(|c| {
+    pub async fn active_tasks(&self) -> Result<Vec<TaskRow>> {
+        self.read(|c| {
             let mut stmt = c.prepare(&format!("{} WHERE end_ms = 0 ORDER BY seq", select(false)))?;
             let rows = stmt
                 .query_map([], |r| row_from(r, false))?
                 .collect::<rusqlite::Result<_>>()?;
             Ok(rows)
         })
+        .await
     }
 
     /// Deletes terminal tasks (and their history) that ended before `ms`.
@@ -364,7 +367,7 @@ impl Store {
             )?;
             let purged = c.execute("DELETE FROM tasks WHERE end_ms > 0 AND end_ms < ?1", [ms])?;
             if purged > 0 {
-                logs.reset_used(LogBudget::measure(c)?);
+                logs.reset_used(log_budget::measure(c)?);
             }
             Ok(purged)
         })

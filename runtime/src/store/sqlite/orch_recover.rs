@@ -1,15 +1,15 @@
 //! Orchestration recovery at startup: what the durable engine must pick up
 //! again after a restart.
 
-use super::orch_rows::{TimerRow, Undelivered};
-use super::{Result, Store};
+use super::super::{Result, TimerRow, Undelivered};
+use super::SqliteStore;
 use crate::journal::HistoryEvent;
 
-impl Store {
+impl SqliteStore {
     /// Startup: instances with work to do, armed timers, and finished
     /// activities whose results were never recorded.
-    pub fn orch_recover(&self) -> Result<(Vec<i64>, Vec<TimerRow>, Vec<Undelivered>)> {
-        self.read_blocking(|c| {
+    pub async fn orch_recover(&self) -> Result<(Vec<i64>, Vec<TimerRow>, Vec<Undelivered>)> {
+        self.read(|c| {
             let pending: Vec<i64> = c
                 .prepare(
                     "SELECT rid FROM orchestrations WHERE pending = 1 AND status IN ('Pending', 'Running', 'ContinuedAsNew')",
@@ -70,5 +70,6 @@ impl Store {
             }
             Ok((pending, timers, undelivered))
         })
+        .await
     }
 }

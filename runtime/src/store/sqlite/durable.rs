@@ -5,12 +5,37 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::orch_rows::{
-    COLUMNS, Committed, ControlOutcome, NewOrchestration, OrchFilter, OrchRow, RunCommit, row_from,
+use super::super::orch_rows::COLUMNS;
+use super::super::{
+    Committed, ControlOutcome, NewOrchestration, NewTask, OrchFilter, OrchRow, Result, RunCommit, StoreError,
 };
+use super::SqliteStore;
 use super::tasks::insert as insert_task;
-use super::{NewTask, Result, Store, StoreError};
 use crate::journal::{HistoryEvent, Recorded, RuntimeStatus, awaits_outcome};
+
+pub(super) fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrchRow> {
+    let status: String = r.get(10)?;
+    Ok(OrchRow {
+        rid: r.get(0)?,
+        instance_id: r.get(1)?,
+        name: r.get(2)?,
+        service: r.get(3)?,
+        function: r.get(4)?,
+        wasm_sha256: r.get(5)?,
+        memory_mb: r.get::<_, i64>(6)? as u64,
+        timeout_s: r.get::<_, i64>(7)? as u64,
+        version: r.get(8)?,
+        generation: r.get::<_, i64>(9)? as u32,
+        status: RuntimeStatus::parse(&status).unwrap_or(RuntimeStatus::Failed),
+        input: r.get(11)?,
+        output: r.get(12)?,
+        custom_status: r.get(13)?,
+        created_ms: r.get(14)?,
+        updated_ms: r.get(15)?,
+        next_seq: r.get(16)?,
+        pending: r.get::<_, i64>(17)? != 0,
+    })
+}
 
 /// Appends events at the row's `next_seq` and advances it.
 pub(super) fn append(c: &Connection, rid: i64, next_seq: &mut i64, ts: i64, events: &[HistoryEvent]) -> Result<()> {
@@ -72,7 +97,7 @@ pub(super) fn insert_tasks(c: &Connection, tasks: Vec<NewTask>) -> Result<Vec<(i
     Ok(out)
 }
 
-impl Store {
+impl SqliteStore {
     /// Creates an instance (or replaces a finished one with that id). A
     /// non-finished instance with the id → `Err(Duplicate)` with the
     /// extension's message.

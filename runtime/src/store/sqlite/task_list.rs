@@ -2,12 +2,12 @@
 //! into queries that an index answers in order (see
 //! `docs/architecture.md`, Store).
 
-use super::task_rows::{TaskFilter, TaskPage, TaskRow};
+use super::super::{Result, TaskFilter, TaskPage, TaskRow};
+use super::SqliteStore;
 use super::tasks::{row_from, select};
-use super::{Result, Store};
 use crate::tasks::TaskState;
 
-impl Store {
+impl SqliteStore {
     /// One page of a function's stateful tasks (or every function's).
     ///
     /// A function's tasks in given states are read one state at a time,

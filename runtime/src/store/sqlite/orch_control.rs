@@ -3,9 +3,9 @@
 
 use rusqlite::{Connection, params};
 
+use super::super::{ControlOutcome, NewTask, OrchRow, Result};
+use super::SqliteStore;
 use super::durable::{append, get_row, insert_tasks, load_history};
-use super::orch_rows::{ControlOutcome, OrchRow};
-use super::{NewTask, Result, Store};
 use crate::journal::rewind::{self, StepRetry};
 use crate::journal::{Control, HistoryEvent, Refusal};
 
@@ -46,7 +46,7 @@ fn apply_rewind(
     insert_tasks(c, new_tasks)
 }
 
-impl Store {
+impl SqliteStore {
     /// Terminate, suspend, resume or rewind, when [`Control::check`]
     /// allows it. `rewind_task` builds the task of a failed step's new
     /// attempt.
@@ -58,7 +58,7 @@ impl Store {
         rewind_task: F,
     ) -> Result<ControlOutcome>
     where
-        F: Fn(&OrchRow, &StepRetry) -> NewTask + Send + 'static,
+        F: Fn(&OrchRow, &StepRetry) -> NewTask + Send + Sync + 'static,
     {
         let id = instance_id.to_string();
         self.write(move |c| {

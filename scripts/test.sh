@@ -26,3 +26,9 @@ cargo build --workspace --all-targets --locked
 
 echo "==> test"
 cargo test --workspace --locked
+
+# The same black-box suite with every server on PostgreSQL (each test's
+# server gets a database of its own on one throwaway PostgreSQL). The
+# cluster and migration tests start their own PostgreSQL and ran above.
+echo "==> test: the black-box suite on PostgreSQL"
+WASMFC_TEST_STORE=postgres cargo test --locked -p wasmfc-tests --test it -- --skip cluster:: --skip postgres_store::

@@ -8,6 +8,7 @@ pub mod orchestrations;
 pub mod resources;
 pub mod serve;
 pub mod tasks;
+mod wiring;
 
 use clap::{Parser, Subcommand};
 

@@ -302,7 +302,7 @@ impl ServeCommand {
             },
         );
         // Reserved concurrency is in force before the first task runs.
-        set_reserved_concurrency(&registry, &pool);
+        super::wiring::set_reserved_concurrency(&registry, &pool);
         let defaults = SchedulerConfig::default();
         let concurrency = self.task_concurrency.unwrap_or(defaults.concurrency).max(1);
         let scheduler = Scheduler::start(
@@ -320,7 +320,7 @@ impl ServeCommand {
         )
         .await
         .context("starting the scheduler")?;
-        follow_registry(&registry, pool.clone(), scheduler.clone());
+        super::wiring::follow_registry(&registry, pool.clone(), scheduler.clone());
         registry.follow(&cluster);
         let durable = crate::durable::Durable::start(
             store.clone(),
@@ -415,59 +415,6 @@ fn parse_store(text: &str) -> Result<String, String> {
         Ok(text.to_string())
     } else {
         Err("expected `sqlite` or a postgres://user@host:port/database URL".into())
-    }
-}
-
-/// Keeps the pool and the scheduler in step with the registry: the one
-/// place that reacts to its announcements. A change of LATEST releases the
-/// instances of LATEST's earlier code and settings only; a deleted function loses every instance and its
-/// unfinished tasks become `Invalid`.
-fn follow_registry(registry: &Registry, pool: Pool, scheduler: crate::scheduler::Scheduler) {
-    use crate::registry::events::RegistryEvent;
-    use tokio::sync::broadcast::error::RecvError;
-    let mut events = registry.subscribe();
-    let registry = registry.clone();
-    tokio::spawn(async move {
-        loop {
-            match events.recv().await {
-                Ok(RegistryEvent::FunctionChanged {
-                    service,
-                    function,
-                    revision,
-                }) => pool.release_stale_latest(&service, &function, revision),
-                Ok(RegistryEvent::Reloaded) => set_reserved_concurrency(&registry, &pool),
-                Ok(RegistryEvent::FunctionDeleted { service, function }) => {
-                    pool.release_function(&service, &function);
-                    match scheduler.invalidate_function(&service, &function).await {
-                        Ok(0) => {}
-                        Ok(invalidated) => tracing::info!(
-                            %service, %function, invalidated,
-                            "function deleted; its unfinished tasks are Invalid"
-                        ),
-                        Err(e) => {
-                            tracing::error!(%service, %function, error = %e, "invalidating a deleted function's tasks")
-                        }
-                    }
-                }
-                // Instances of changed code are never served (the pool's
-                // key holds the modification time), so a missed release only
-                // leaves idle instances to the idle reaper; a missed
-                // deletion's tasks become Invalid when they come up (their
-                // function no longer resolves).
-                Err(RecvError::Lagged(missed)) => tracing::warn!(missed, "registry announcements missed"),
-                Err(RecvError::Closed) => break,
-            }
-        }
-    });
-}
-
-/// Sets every function's reserved-concurrency gate from the registry.
-fn set_reserved_concurrency(registry: &Registry, pool: &Pool) {
-    for (service, function, _, doc) in
-        registry.list_function_configs(crate::registry::ConfigTable::Concurrency, None, None, None)
-    {
-        let limit = doc.get("reservedConcurrency").and_then(serde_json::Value::as_u64);
-        pool.set_reserved_concurrency(&service, &function, limit);
     }
 }
 

@@ -40,13 +40,13 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::cluster::Cluster;
-use crate::engine::{ActivityCall, Engine, GuestKind, Interrupt, Journal};
+use crate::engine::{Engine, GuestKind};
 use crate::journal::Control;
 use crate::registry::{CodeDir, Registry};
 use crate::scheduler::Scheduler;
 use crate::store::{ControlOutcome, NewOrchestration, NewTask, OrchFilter, OrchRow, Store, StoreError, TimerRow};
 use crate::tasks::TaskKind;
-use history::{HistoryEvent, Recorded, Replay};
+use history::{HistoryEvent, Recorded};
 use model::RuntimeStatus;
 
 /// Errors at the orchestration boundary.
@@ -155,39 +155,6 @@ impl std::fmt::Debug for Durable {
         f.debug_struct("Durable")
             .field("active", &self.inner.active.len())
             .finish_non_exhaustive()
-    }
-}
-
-/// A [`Replay`] shared with the engine for one run, read back afterwards.
-struct SharedReplay(Arc<Mutex<Replay>>);
-
-impl Journal for SharedReplay {
-    fn call_functions(&mut self, calls: Vec<ActivityCall>) -> Result<Vec<Result<String, String>>, Interrupt> {
-        self.0.lock().call_functions(calls)
-    }
-    fn wait_for_event(&mut self, name: String, timeout_ms: Option<u64>) -> Result<Option<String>, Interrupt> {
-        self.0.lock().wait_for_event(name, timeout_ms)
-    }
-    fn create_timer(&mut self, delay_ms: u64) -> Result<(), Interrupt> {
-        self.0.lock().create_timer(delay_ms)
-    }
-    fn set_custom_status(&mut self, status: String) {
-        self.0.lock().set_custom_status(status)
-    }
-    fn continue_as_new(&mut self, input: String) -> Interrupt {
-        self.0.lock().continue_as_new(input)
-    }
-    fn now(&mut self) -> Result<u64, Interrupt> {
-        self.0.lock().now()
-    }
-    fn new_guid(&mut self) -> String {
-        self.0.lock().new_guid()
-    }
-    fn instance_id(&self) -> String {
-        self.0.lock().instance_id()
-    }
-    fn is_replaying(&self) -> bool {
-        self.0.lock().is_replaying()
     }
 }
 

@@ -12,10 +12,43 @@ use sha2::{Digest, Sha256};
 use super::Durable;
 use super::history::{HistoryEvent, NewAction, Replay};
 use super::model::RuntimeStatus;
-use super::{SharedReplay, activity_task, activity_task_id, as_json_text};
-use crate::engine::{Interrupt, RunEnd, RunSettings, StopHandle};
+use super::{activity_task, activity_task_id, as_json_text};
+use crate::engine::{ActivityCall, Interrupt, Journal, RunEnd, RunSettings, StopHandle};
 use crate::store::{OrchRow, RunCommit, StoreError, TimerRow};
 use parking_lot::Mutex;
+
+/// A [`Replay`] shared with the engine for one run, read back afterwards.
+struct SharedReplay(Arc<Mutex<Replay>>);
+
+impl Journal for SharedReplay {
+    fn call_functions(&mut self, calls: Vec<ActivityCall>) -> Result<Vec<Result<String, String>>, Interrupt> {
+        self.0.lock().call_functions(calls)
+    }
+    fn wait_for_event(&mut self, name: String, timeout_ms: Option<u64>) -> Result<Option<String>, Interrupt> {
+        self.0.lock().wait_for_event(name, timeout_ms)
+    }
+    fn create_timer(&mut self, delay_ms: u64) -> Result<(), Interrupt> {
+        self.0.lock().create_timer(delay_ms)
+    }
+    fn set_custom_status(&mut self, status: String) {
+        self.0.lock().set_custom_status(status)
+    }
+    fn continue_as_new(&mut self, input: String) -> Interrupt {
+        self.0.lock().continue_as_new(input)
+    }
+    fn now(&mut self) -> Result<u64, Interrupt> {
+        self.0.lock().now()
+    }
+    fn new_guid(&mut self) -> String {
+        self.0.lock().new_guid()
+    }
+    fn instance_id(&self) -> String {
+        self.0.lock().instance_id()
+    }
+    fn is_replaying(&self) -> bool {
+        self.0.lock().is_replaying()
+    }
+}
 
 impl Durable {
     pub(super) async fn drive(self, rid: i64) {

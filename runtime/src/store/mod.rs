@@ -38,7 +38,7 @@ use crate::tasks::{HistoryEvent, TaskKind, TaskState};
 pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("PostgreSQL error: {0}")]
+    #[error("PostgreSQL error: {}", postgres_detail(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// The shared store cannot be reached now (PostgreSQL down, restarting,
     /// or every connection busy past the wait): a 503, worth a retry.
@@ -94,6 +94,14 @@ impl StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What PostgreSQL said (tokio-postgres's own text is just "db error").
+fn postgres_detail(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({}): {}", db.severity(), db.code().code(), db.message()),
+        None => e.to_string(),
+    }
+}
 
 /// How hard a commit pushes data to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -113,6 +113,28 @@ pub struct TimerRow {
     pub step: u32,
 }
 
+impl Undelivered {
+    /// The history event of an activity task that ended in `status` with
+    /// `result` or `error`.
+    pub(super) fn outcome(step: u32, status: &str, result: Option<Vec<u8>>, error: String) -> HistoryEvent {
+        if status == "Succeeded" {
+            HistoryEvent::TaskCompleted {
+                step,
+                result: crate::journal::as_json_text(&result.unwrap_or_default()),
+            }
+        } else {
+            HistoryEvent::TaskFailed {
+                step,
+                reason: if error.is_empty() {
+                    format!("activity task ended {status}")
+                } else {
+                    error
+                },
+            }
+        }
+    }
+}
+
 /// An activity that finished while no one could deliver its result (the
 /// process died in between): found at recovery.
 #[derive(Debug, Clone)]

@@ -36,7 +36,7 @@ async fn migrate_creates_the_schema_once_when_nodes_start_together() {
     }
     let applied = runs
         .iter()
-        .filter(|(_, out)| out.contains("applied 0001_schema"))
+        .filter(|(_, out)| out.contains("applied 0001_schema, 0002_node_provisioned"))
         .count();
     let up_to_date = runs.iter().filter(|(_, out)| out.contains("up to date")).count();
     assert_eq!((applied, up_to_date), (1, 3), "{runs:?}");
@@ -44,9 +44,9 @@ async fn migrate_creates_the_schema_once_when_nodes_start_together() {
     assert_eq!(
         pg.query(
             "together",
-            "SELECT string_agg(version::text, ',') FROM wasmfc_migrations"
+            "SELECT string_agg(version::text, ',' ORDER BY version) FROM wasmfc_migrations"
         ),
-        "1"
+        "1,2"
     );
     let tables = pg.query(
         "together",
@@ -62,8 +62,8 @@ async fn migrate_creates_the_schema_once_when_nodes_start_together() {
     // A later start finds nothing to do and changes nothing.
     let (code, out) = migrate(&url).await;
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("schema at version 1: up to date"), "{out}");
-    assert_eq!(pg.query("together", "SELECT count(*) FROM wasmfc_migrations"), "1");
+    assert!(out.contains("schema at version 2: up to date"), "{out}");
+    assert_eq!(pg.query("together", "SELECT count(*) FROM wasmfc_migrations"), "2");
 }
 
 #[tokio::test]
@@ -79,7 +79,7 @@ async fn migrate_refuses_a_schema_newer_than_it_knows() {
     let (code, out) = migrate(&url).await;
     assert_eq!(code, 2, "{out}");
     assert!(
-        out.contains("schema is version 99, newer than this wasmfc knows (1)"),
+        out.contains("schema is version 99, newer than this wasmfc knows (2)"),
         "{out}"
     );
 }

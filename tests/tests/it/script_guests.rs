@@ -101,15 +101,29 @@ async fn a_python_http_function_answers_and_its_instance_is_reused() {
     let instance = first.header("x-fc-instance-id").unwrap_or("").to_string();
 
     // The instance goes back to the pool once the guest has finished its
-    // body; the next request finds it warm, its counter kept.
+    // body (a request sent before would start another instance); the next
+    // request then finds it warm, its counter kept.
     let deadline = std::time::Instant::now() + WAIT;
-    let warm = loop {
-        let r = s.get(&format!("{base}/again")).await;
-        if r.header("x-fc-start-type") == Some("warm") || std::time::Instant::now() > deadline {
-            break r;
+    loop {
+        let listed = s
+            .get(&format!("/2016-08-15/services/{S}/functions/web-py/instances"))
+            .await
+            .json();
+        let idle = listed["instances"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|i| i["instanceId"] == instance.as_str() && i["wasmfc"]["status"] == "Idle");
+        if idle {
+            break;
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the instance never went idle: {listed}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
-    };
+    }
+    let warm = s.get(&format!("{base}/again")).await;
     assert_eq!(warm.header("x-fc-start-type"), Some("warm"), "{}", warm.text());
     assert_eq!(warm.header("x-fc-instance-id"), Some(instance.as_str()));
     assert_eq!(warm.header("x-wasmfc-served"), Some("2"));

@@ -71,6 +71,11 @@ impl ChildServer {
         })
     }
 
+    /// Kills the child at once (SIGKILL), as a crash would.
+    pub fn kill9(&mut self) {
+        let _ = self.process.start_kill();
+    }
+
     /// Resident set size of the child, in bytes (Linux).
     pub fn rss_bytes(&self) -> Option<u64> {
         let pid = self.process.id()?;

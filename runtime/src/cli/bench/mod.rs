@@ -6,6 +6,8 @@
 //! - `invoke`: in-process invocation latency (engine only, no HTTP);
 //! - `http`: sync InvokeFunction over HTTP beside a plain axum hello world;
 //! - `tasks`: task mode — accepted/s, completed/s, Stop latency;
+//! - `cluster`: nodes sharing one PostgreSQL — scale-out, the store's cost,
+//!   Stop across nodes, lease-expiry recovery;
 //! - `starts`: cold / warm / provisioned / fresh-upload starts;
 //! - `wasi-http`: a wasi:http component behind an HTTP trigger beside the
 //!   same component under `wasmtime serve`;
@@ -16,6 +18,7 @@
 //!   live feed while they run.
 
 mod child;
+mod cluster;
 mod console;
 mod http;
 mod invoke;
@@ -48,6 +51,9 @@ pub enum Benchmark {
     Http(http::HttpArgs),
     /// Task mode: accepted tasks/s, completed no-op tasks/s, Stop latency.
     Tasks(tasks::TasksArgs),
+    /// Nodes on one PostgreSQL: scale-out on sleeping tasks, SQLite beside
+    /// PostgreSQL on no-op tasks, Stop across nodes, lease-expiry recovery.
+    Cluster(cluster::ClusterArgs),
     /// Cold, warm, provisioned and fresh-upload starts over HTTP, beside a
     /// plain axum route; memory of provisioned instances; an SVG chart.
     Starts(starts::StartsArgs),
@@ -113,6 +119,7 @@ impl BenchCommand {
             Benchmark::Invoke(args) => invoke::run(args).await,
             Benchmark::Http(args) => http::run(args).await,
             Benchmark::Tasks(args) => tasks::run(args).await,
+            Benchmark::Cluster(args) => cluster::run(args).await,
             Benchmark::Starts(args) => starts::run(args).await,
             Benchmark::WasiHttp(args) => wasi_http::run(args).await,
             Benchmark::Orchestrations(args) => orchestrations::run(args).await,

@@ -48,14 +48,7 @@ pub struct OrchestrationsArgs {
 const SERVICE: &str = "bench";
 const ROOT: &str = "/runtime/webhooks/durabletask";
 
-async fn metric(client: &FcClient, name: &str) -> anyhow::Result<f64> {
-    let text = client.send(Method::GET, "/metrics", &[], Bytes::new()).await?.body;
-    Ok(String::from_utf8_lossy(&text)
-        .lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum())
-}
+use super::tasks::gauge as metric;
 
 async fn wait_metric(client: &FcClient, name: &str, at_least: f64, within: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + within;

@@ -143,14 +143,9 @@ pub async fn run(args: TasksArgs) -> anyhow::Result<()> {
 pub(super) async fn wait_finished(client: &FcClient, n: u64, within: Duration) -> anyhow::Result<u64> {
     let deadline = Instant::now() + within;
     loop {
-        let text = client.send(Method::GET, "/metrics", &[], Bytes::new()).await?.body;
-        let finished: f64 = String::from_utf8_lossy(&text)
-            .lines()
-            .filter(|l| l.starts_with("wasmfc_tasks_finished_total{"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum();
-        if finished as u64 >= n {
-            return Ok(finished as u64);
+        let finished = finished_count(client).await?;
+        if finished >= n {
+            return Ok(finished);
         }
         if Instant::now() >= deadline {
             bail!("only {finished} of {n} tasks finished within {within:?}");
@@ -159,8 +154,23 @@ pub(super) async fn wait_finished(client: &FcClient, n: u64, within: Duration) -
     }
 }
 
+/// Tasks the server has seen finish (`wasmfc_tasks_finished_total`).
+pub(super) async fn finished_count(client: &FcClient) -> anyhow::Result<u64> {
+    Ok(gauge(client, "wasmfc_tasks_finished_total").await? as u64)
+}
+
+/// The sum of a metric's samples on the server.
+pub(super) async fn gauge(client: &FcClient, name: &str) -> anyhow::Result<f64> {
+    let text = client.send(Method::GET, "/metrics", &[], Bytes::new()).await?.body;
+    Ok(String::from_utf8_lossy(&text)
+        .lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
+
 /// Polls a task until it reaches `status`.
-async fn wait_status(client: &FcClient, path: &str, status: &str, within: Duration) -> anyhow::Result<()> {
+pub(super) async fn wait_status(client: &FcClient, path: &str, status: &str, within: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + within;
     loop {
         let task = client.get_json(path).await?;

@@ -9,8 +9,7 @@ use tokio_postgres::{GenericClient, Row, Transaction};
 
 use super::super::orch_rows::COLUMNS;
 use super::super::{
-    Committed, ControlOutcome, NewOrchestration, NewTask, OrchFilter, OrchRow, Result, RunCommit, StoreError, TimerRow,
-    Undelivered,
+    Committed, ControlOutcome, NewOrchestration, NewTask, OrchFilter, OrchRow, Result, RunCommit, StoreError,
 };
 use super::PgStore;
 use super::tasks::{insert_in, inserted_change};
@@ -465,70 +464,5 @@ impl PgStore {
         }
         tx.commit().await?;
         Ok(rids.len())
-    }
-
-    pub async fn orch_recover(&self) -> Result<(Vec<i64>, Vec<TimerRow>, Vec<Undelivered>)> {
-        let client = self.client().await?;
-        let pending: Vec<i64> = client
-            .query(
-                "SELECT rid FROM orchestrations WHERE pending AND status IN ('Pending', 'Running', 'ContinuedAsNew')",
-                &[],
-            )
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        let timers = client
-            .query("SELECT fire_ms, rid, generation, step FROM orchestration_timers", &[])
-            .await?
-            .iter()
-            .map(|r| TimerRow {
-                fire_ms: r.get(0),
-                rid: r.get(1),
-                generation: r.get::<_, i32>(2).max(0) as u32,
-                step: r.get::<_, i64>(3).max(0) as u32,
-            })
-            .collect();
-        let rows = client
-            .query(
-                "SELECT h.rid, o.generation, h.step, h.body::json->>'TaskId', t.status, t.result, t.error
-                 FROM orchestration_history h
-                 JOIN orchestrations o ON o.rid = h.rid
-                 JOIN tasks t ON t.service = o.service AND t.function = h.body::json->>'Name'
-                      AND t.invocation_id = h.body::json->>'TaskId'
-                 WHERE o.status IN ('Pending', 'Running', 'Suspended', 'ContinuedAsNew')
-                   AND h.event_type = 'TaskScheduled' AND t.end_ms > 0",
-                &[],
-            )
-            .await?;
-        let mut undelivered = Vec::with_capacity(rows.len());
-        for r in rows {
-            let step = r.get::<_, i64>(2).max(0) as u32;
-            let status: String = r.get(4);
-            let error: String = r.get(6);
-            let event = if status == "Succeeded" {
-                let result: Option<Vec<u8>> = r.get(5);
-                HistoryEvent::TaskCompleted {
-                    step,
-                    result: crate::journal::as_json_text(&result.unwrap_or_default()),
-                }
-            } else {
-                HistoryEvent::TaskFailed {
-                    step,
-                    reason: if error.is_empty() {
-                        format!("activity task ended {status}")
-                    } else {
-                        error
-                    },
-                }
-            };
-            undelivered.push(Undelivered {
-                rid: r.get(0),
-                generation: r.get::<_, i32>(1).max(0) as u32,
-                task_id: r.get(3),
-                event,
-            });
-        }
-        Ok((pending, timers, undelivered))
     }
 }

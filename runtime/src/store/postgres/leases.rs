@@ -90,8 +90,12 @@ impl PgStore {
             .client()
             .await?
             .query(
+                // Rows locked in seq order, as every multi-row write here
+                // locks them, so two writers never wait on each other.
                 "UPDATE tasks SET lease_until_ms = $3
-                 WHERE lease_token = ANY($2) AND lease_owner = $1 AND end_ms = 0
+                 WHERE seq IN (SELECT seq FROM tasks
+                               WHERE lease_token = ANY($2) AND lease_owner = $1 AND end_ms = 0
+                               ORDER BY seq FOR UPDATE)
                  RETURNING seq, status",
                 &[&node, &tokens, &until_ms],
             )

@@ -13,11 +13,13 @@
 
 mod durable;
 mod leases;
+mod log_budget;
 mod migrate;
 mod nodes;
 mod notify;
 mod orch_control;
 mod orch_leases;
+mod orch_recover;
 mod registry;
 mod task_list;
 mod tasks;
@@ -75,6 +77,34 @@ pub async fn connect(url: &str) -> Result<tokio_postgres::Client> {
     Ok(client)
 }
 
+/// The URL of database `name` on the server `url` points at.
+fn database_url(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
+    match query {
+        Some(q) => format!("{server}/{name}?{q}"),
+        None => format!("{server}/{name}"),
+    }
+}
+
+/// Creates database `name` on the server of `admin_url` (a benchmark's
+/// scratch database) and answers its URL.
+pub async fn create_database(admin_url: &str, name: &str) -> Result<String> {
+    let client = connect(admin_url).await?;
+    client.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await?;
+    Ok(database_url(admin_url, name))
+}
+
+/// Drops database `name` on the server of `admin_url`, closing its
+/// connections.
+pub async fn drop_database(admin_url: &str, name: &str) -> Result<()> {
+    let client = connect(admin_url).await?;
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .await?;
+    Ok(())
+}
+
 /// The shared store. Cheap to clone.
 #[derive(Clone)]
 pub struct PgStore {
@@ -95,7 +125,7 @@ impl PgStore {
         let config = config_of(url)?;
         let mut client = connect(url).await?;
         migrate(&mut client).await?;
-        let used = tasks::measure_logs(&client).await?;
+        let used = log_budget::measure_logs(&client).await?;
         let manager = Manager::from_config(
             config,
             tokio_postgres::NoTls,
@@ -191,5 +221,22 @@ impl PgStore {
 
     pub async fn code_blob(&self, sha256: &str) -> Result<Option<Vec<u8>>> {
         package(&**self.client().await?, sha256).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_url_keeps_the_server_and_options() {
+        assert_eq!(
+            database_url("postgres://u@h:5432/postgres", "scratch"),
+            "postgres://u@h:5432/scratch"
+        );
+        assert_eq!(
+            database_url("postgres://u@h/postgres?connect_timeout=3", "x"),
+            "postgres://u@h/x?connect_timeout=3"
+        );
     }
 }

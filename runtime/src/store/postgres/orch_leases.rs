@@ -88,14 +88,16 @@ impl PgStore {
                 &[&until_ms, &limit],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| TimerRow {
-                fire_ms: r.get(0),
-                rid: r.get(1),
-                generation: r.get::<_, i32>(2).max(0) as u32,
-                step: r.get::<_, i64>(3).max(0) as u32,
-            })
-            .collect())
+        Ok(rows.iter().map(timer_from).collect())
+    }
+}
+
+/// A timer row as selected: `fire_ms, rid, generation, step`.
+pub(super) fn timer_from(r: &tokio_postgres::Row) -> TimerRow {
+    TimerRow {
+        fire_ms: r.get(0),
+        rid: r.get(1),
+        generation: r.get::<_, i32>(2).max(0) as u32,
+        step: r.get::<_, i64>(3).max(0) as u32,
     }
 }

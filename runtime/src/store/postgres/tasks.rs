@@ -11,9 +11,10 @@ use bytes::Bytes;
 use tokio_postgres::{Client, GenericClient, Row, Transaction};
 
 use super::super::changes::TaskChange;
-use super::super::log_budget::{LogBudget, PRUNE_BATCH};
-use super::super::{Applied, DROPPED_LOG_MARKER, NewTask, Result, StoreError, TaskRow, Transition};
+use super::super::log_budget::LogBudget;
+use super::super::{Applied, NewTask, Result, StoreError, TaskRow, Transition};
 use super::PgStore;
+use super::log_budget::{measure_logs, prune_logs};
 use crate::tasks::{HistoryEvent, TaskKind, TaskState};
 
 pub(super) const COLUMNS: &str = "seq, service, function, qualifier, invocation_id, stateful, kind, status, \
@@ -275,54 +276,6 @@ pub async fn task_events(client: &impl GenericClient, seq: i64) -> Result<Vec<Hi
         .collect())
 }
 
-/// The log bytes the tasks hold (at open and after a purge).
-pub(super) async fn measure_logs(client: &impl GenericClient) -> Result<u64> {
-    let total: i64 = client
-        .query_one(
-            "SELECT COALESCE(SUM(octet_length(logs)), 0)::BIGINT FROM tasks WHERE logs IS NOT NULL",
-            &[],
-        )
-        .await?
-        .get(0);
-    Ok(total.max(0) as u64)
-}
-
-/// Drops the oldest logs while the budget is exceeded (see [`LogBudget`]).
-async fn prune_logs(client: &impl GenericClient, budget: &LogBudget) -> Result<()> {
-    let Some(target) = budget.prune_target() else {
-        return Ok(());
-    };
-    let mut dropped = 0;
-    while budget.used() > target {
-        let batch = client
-            .query(
-                "SELECT seq, octet_length(logs) FROM tasks WHERE seq > $1 AND logs IS NOT NULL AND logs <> $2
-                 ORDER BY seq LIMIT $3",
-                &[&budget.pruned_upto(), &DROPPED_LOG_MARKER, &PRUNE_BATCH],
-            )
-            .await?;
-        if batch.is_empty() {
-            break;
-        }
-        for r in batch {
-            if budget.used() <= target {
-                break;
-            }
-            let (seq, len): (i64, i32) = (r.get(0), r.get(1));
-            client
-                .execute(
-                    "UPDATE tasks SET logs = $2 WHERE seq = $1",
-                    &[&seq, &DROPPED_LOG_MARKER],
-                )
-                .await?;
-            budget.dropped(seq, len.max(0) as u64);
-            dropped += 1;
-        }
-    }
-    budget.report(dropped);
-    Ok(())
-}
-
 fn changed(row: &TaskRow) -> TaskChange {
     TaskChange {
         seq: row.seq,
@@ -351,9 +304,13 @@ impl PgStore {
         let mut client = self.client().await?;
         let budget = &self.inner.log_budget;
         let tx = tokio_postgres::Client::transaction(&mut client).await?;
-        let mut out = Vec::with_capacity(ts.len());
+        // Rows are locked in seq order, as every multi-row write here locks
+        // them, so two transactions never wait on each other in a cycle.
+        let mut ordered: Vec<(usize, Transition)> = ts.into_iter().enumerate().collect();
+        ordered.sort_by_key(|(_, t)| t.seq);
+        let mut out: Vec<Option<Applied>> = (0..ordered.len()).map(|_| None).collect();
         let mut changes = Vec::new();
-        for t in ts {
+        for (at, t) in ordered {
             let follow_up = t.follow_up.as_ref().and_then(|f| f.task.clone());
             let applied = apply(&tx, t, Some(budget)).await?;
             if let Some(a) = &applied {
@@ -362,7 +319,7 @@ impl PgStore {
                     changes.push(inserted_change(seq, task));
                 }
             }
-            out.push(applied);
+            out[at] = applied;
         }
         prune_logs(&tx, budget).await?;
         tx.commit().await?;
@@ -383,7 +340,8 @@ impl PgStore {
             .query(
                 "UPDATE tasks SET status = 'Invalid', end_ms = $3, error = $4, events = events + 1,
                      lease_owner = NULL, lease_until_ms = 0
-                 WHERE end_ms = 0 AND service = $1 AND function = $2
+                 WHERE seq IN (SELECT seq FROM tasks WHERE end_ms = 0 AND service = $1 AND function = $2
+                               ORDER BY seq FOR UPDATE)
                  RETURNING seq, kind, invocation_id, stateful, events",
                 &[&service, &function, &now, &detail],
             )

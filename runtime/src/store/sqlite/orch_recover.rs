@@ -3,7 +3,6 @@
 
 use super::super::{Result, TimerRow, Undelivered};
 use super::SqliteStore;
-use crate::journal::HistoryEvent;
 
 impl SqliteStore {
     /// Startup: instances with work to do, armed timers, and finished
@@ -50,17 +49,7 @@ impl SqliteStore {
             let mut undelivered = Vec::new();
             for row in rows {
                 let (rid, generation, step, task_id, status, result, error) = row?;
-                let event = if status == "Succeeded" {
-                    HistoryEvent::TaskCompleted {
-                        step,
-                        result: crate::journal::as_json_text(&result.unwrap_or_default()),
-                    }
-                } else {
-                    HistoryEvent::TaskFailed {
-                        step,
-                        reason: if error.is_empty() { format!("activity task ended {status}") } else { error },
-                    }
-                };
+                let event = Undelivered::outcome(step, &status, result, error);
                 undelivered.push(Undelivered {
                     rid,
                     generation,

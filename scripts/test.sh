@@ -31,4 +31,4 @@ cargo test --workspace --locked
 # server gets a database of its own on one throwaway PostgreSQL). The
 # cluster and migration tests start their own PostgreSQL and ran above.
 echo "==> test: the black-box suite on PostgreSQL"
-WASMFC_TEST_STORE=postgres cargo test --locked -p wasmfc-tests --test it -- --skip cluster:: --skip postgres_store::
+WASMFC_TEST_STORE=postgres cargo test --workspace --locked --test it -- --skip cluster:: --skip postgres_store::

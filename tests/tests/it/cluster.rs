@@ -307,3 +307,57 @@ async fn approvals_started_on_a_node_that_dies_complete_through_the_other() {
         assert_eq!(runs, 1, "{t}");
     }
 }
+
+/// Provisioned instances of `prov/f` through alias `prod` live on `s`.
+async fn provisioned_here(s: &Server) -> usize {
+    let listed = s
+        .get("/2016-08-15/services/prov/functions/f/instances?qualifier=prod")
+        .await
+        .json();
+    listed["instances"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| i["wasmfc"]["startType"] == "provisioned")
+        .count()
+}
+
+#[tokio::test]
+async fn a_provisioned_target_is_spread_over_the_live_nodes() {
+    use super::provision::{CONFIG, current, with_alias};
+    let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
+    let url = pg.create_database("provision");
+    let a = node(&url).await;
+    let mut b = node(&url).await;
+    with_alias(&a, guests::HELLO).await;
+    let r = a.put_json(CONFIG, json!({ "target": 4 })).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+
+    // Two each; `current` is the cluster's sum on either node.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let here = (provisioned_here(&a).await, provisioned_here(&b).await);
+        let sums = (current(&a).await, current(&b).await);
+        if here == (2, 2) && sums == (4, 4) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "held {here:?}, current {sums:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // B dies: A holds the whole target within about a lease period.
+    b.kill9();
+    let killed = Instant::now();
+    loop {
+        let (here, sum) = (provisioned_here(&a).await, current(&a).await);
+        if here == 4 && sum == 4 {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(15),
+            "A holds {here}, current {sum}, {:?} after B died",
+            killed.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

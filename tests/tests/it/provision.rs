@@ -11,7 +11,7 @@ use wasmfc_tests::{Server, ServerOptions, guests};
 
 /// A service `prov` with function `f` from `guest`, version 1 and alias
 /// `prod` pointing at it.
-async fn with_alias(s: &Server, guest: &str) {
+pub(crate) async fn with_alias(s: &Server, guest: &str) {
     s.create_service("prov").await;
     s.create_function("prov", "f", guest, json!({ "timeout": 30 })).await;
     let r = s.post_json("/2016-08-15/services/prov/versions", json!({})).await;
@@ -25,9 +25,9 @@ async fn with_alias(s: &Server, guest: &str) {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
 }
 
-const CONFIG: &str = "/2016-08-15/services/prov.prod/functions/f/provision-config";
+pub(crate) const CONFIG: &str = "/2016-08-15/services/prov.prod/functions/f/provision-config";
 
-async fn current(s: &Server) -> u64 {
+pub(crate) async fn current(s: &Server) -> u64 {
     let r = s.get(CONFIG).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     r.json()["current"].as_u64().unwrap_or(0)

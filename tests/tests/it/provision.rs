@@ -27,7 +27,7 @@ pub(crate) async fn with_alias(s: &Server, guest: &str) {
 
 pub(crate) const CONFIG: &str = "/2016-08-15/services/prov.prod/functions/f/provision-config";
 
-pub(crate) async fn current(s: &Server) -> u64 {
+async fn current(s: &Server) -> u64 {
     let r = s.get(CONFIG).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     r.json()["current"].as_u64().unwrap_or(0)

@@ -158,7 +158,7 @@ impl Scheduler {
                 // Finished meanwhile, or taken over: only the latter is
                 // still here.
                 None => {
-                    if self.inner.held.remove(&seq).is_some() && self.inner.running.contains_key(&seq) {
+                    if self.inner.held.remove(&seq).is_some() {
                         self.lose(seq);
                     }
                 }
@@ -170,8 +170,12 @@ impl Scheduler {
     /// Stops the guest of a task whose lease this node lost; its outcome
     /// will not be recorded.
     fn lose(&self, seq: i64) {
-        self.inner.lost.insert(seq, ());
-        self.signal(seq);
+        // Only a running attempt has an outcome to drop; a task still
+        // queued here fails its fenced transitions once taken over.
+        if self.inner.running.contains_key(&seq) {
+            self.inner.lost.insert(seq, ());
+            self.signal(seq);
+        }
     }
 
     fn give_up_held(&self, why: &str) {

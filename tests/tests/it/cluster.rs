@@ -241,7 +241,7 @@ async fn a_postgres_restart_mid_run_loses_nothing_and_requests_meanwhile_get_a_5
 
 #[tokio::test]
 async fn approvals_started_on_a_node_that_dies_complete_through_the_other() {
-    use super::orchestrations::{ROOT, activity_tasks, deploy, raise, start, wait_status};
+    use super::orchestrations::{activity_tasks, deploy, raise, start, wait_all_waiting, wait_status};
     const N: usize = 100;
     let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
     let url = pg.create_database("approvals");
@@ -258,25 +258,7 @@ async fn approvals_started_on_a_node_that_dies_complete_through_the_other() {
         .await;
         assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
     }
-    // All waiting for their approval (each ran once and armed its timeout).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let list = b
-            .get(&format!("{ROOT}/instances?instanceIdPrefix=ap-&top=1000"))
-            .await
-            .json();
-        let waiting = list
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|v| v["customStatus"]["stage"] == "waiting for approval")
-            .count();
-        if waiting == N {
-            break;
-        }
-        assert!(Instant::now() < deadline, "only {waiting} of {N} waiting");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_all_waiting(&b, "ap-", N).await;
     a.kill9();
     for i in 0..N {
         let r = raise(

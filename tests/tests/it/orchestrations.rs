@@ -98,6 +98,30 @@ pub(crate) async fn wait_status(s: &Server, id: &str, want: &str) -> Value {
     wait_until(s, id, Duration::from_secs(30), |v| v["runtimeStatus"] == want).await
 }
 
+/// Waits until the `n` approvals whose ids start with `prefix` are all
+/// waiting for their approval (each has run, set its status, and armed its
+/// timeout).
+pub(crate) async fn wait_all_waiting(s: &Server, prefix: &str, n: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let list = s
+            .get(&format!("{ROOT}/instances?instanceIdPrefix={prefix}&top=1000"))
+            .await
+            .json();
+        let waiting = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| v["customStatus"]["stage"] == "waiting for approval")
+            .count();
+        if waiting == n {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "only {waiting} of {n} waiting");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Every task of an activity function (tasks are how activities run).
 pub(crate) async fn activity_tasks(s: &Server, function: &str) -> Vec<Value> {
     let mut out = Vec::new();
@@ -515,25 +539,7 @@ async fn waiting_orchestrations_survive_kill_9_and_run_each_activity_once() {
         .await;
         assert_eq!(r.status, StatusCode::ACCEPTED);
     }
-    // All waiting (each has run, set its status, and armed its timeout).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let list = s
-            .get(&format!("{ROOT}/instances?instanceIdPrefix=crash-&top=1000"))
-            .await
-            .json();
-        let waiting = list
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|v| v["customStatus"]["stage"] == "waiting for approval")
-            .count();
-        if waiting == N {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "only {waiting} of {N} waiting");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_all_waiting(&s, "crash-", N).await;
     s.kill9();
     s.start_again().await;
     for i in 0..N {

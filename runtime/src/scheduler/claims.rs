@@ -29,6 +29,10 @@ use crate::tasks::TaskState;
 const CLAIM_POLL: Duration = Duration::from_millis(250);
 /// Most tasks one claim takes.
 const CLAIM_BATCH: usize = 256;
+/// Tasks a node holds at most, in multiples of its task concurrency: the
+/// running ones and as many again queued here, so a task that finishes
+/// finds the next one at hand instead of waiting for a claim's round trip.
+const HELD_PER_SLOT: usize = 2;
 /// Most lapsed leases put back per round.
 const EXPIRE_BATCH: i64 = 512;
 
@@ -75,8 +79,12 @@ impl Scheduler {
         loop {
             let woken = self.inner.claim_wake.notified();
             loop {
-                let free = self.inner.config.concurrency.saturating_sub(self.inner.held.len());
-                if free == 0 {
+                let most = HELD_PER_SLOT * self.inner.config.concurrency.max(1);
+                let held = self.inner.held.len();
+                let free = most.saturating_sub(held);
+                // Claims come in batches: wait until a quarter of the room
+                // is free, unless the queue here ran dry.
+                if free == 0 || (free < most / 4 && held > self.inner.config.concurrency) {
                     break;
                 }
                 let now = crate::util::now_ms();

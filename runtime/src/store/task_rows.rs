@@ -70,7 +70,8 @@ pub struct TaskUpdate {
     pub logs: Option<Bytes>,
 }
 
-type Decide = Box<dyn FnOnce(&TaskRow) -> Option<TaskState> + Send>;
+/// A pure decision (`Fn`), so a batch that did not commit can decide again.
+type Decide = Box<dyn Fn(&TaskRow) -> Option<TaskState> + Send + Sync>;
 
 /// A state change of one task, decided against its current row.
 pub struct Transition {
@@ -109,7 +110,7 @@ impl Transition {
     pub fn deciding(
         seq: i64,
         detail: impl Into<String>,
-        decide: impl FnOnce(&TaskRow) -> Option<TaskState> + Send + 'static,
+        decide: impl Fn(&TaskRow) -> Option<TaskState> + Send + Sync + 'static,
     ) -> Transition {
         Transition {
             seq,

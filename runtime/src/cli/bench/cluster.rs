@@ -43,6 +43,11 @@ pub struct ClusterArgs {
     /// No-op tasks per store run.
     #[arg(long, default_value_t = 20_000)]
     pub noop_tasks: u64,
+    /// `--task-concurrency` of the store runs (both stores): on a shared
+    /// store a task's steps each wait for a commit, so a node needs tasks
+    /// in flight to keep its batches full.
+    #[arg(long, default_value_t = 64)]
+    pub noop_concurrency: usize,
     /// Stops measured across nodes.
     #[arg(long, default_value_t = 100)]
     pub stops: u32,
@@ -133,7 +138,7 @@ async fn measure(args: &ClusterArgs, dbs: &mut Databases) -> anyhow::Result<Repo
         } else {
             dbs.fresh().await?
         };
-        let concurrency = (4 * std::thread::available_parallelism().map_or(2, |n| n.get())).to_string();
+        let concurrency = args.noop_concurrency.to_string();
         let servers = start_nodes(1, &node_flags(&target, &concurrency)).await?;
         setup(args, &servers[0], "noop").await?;
         let rate = completed_per_second(&servers, "noop", "{}", args.noop_tasks).await?;
@@ -141,7 +146,7 @@ async fn measure(args: &ClusterArgs, dbs: &mut Databases) -> anyhow::Result<Repo
             on_sqlite = rate;
         }
         let note = if store == "sqlite" {
-            "one node, the embedded store".to_string()
+            format!("one node, the embedded store; --task-concurrency {concurrency}")
         } else {
             format!("one node; {:.2}x SQLite", rate / on_sqlite.max(f64::MIN_POSITIVE))
         };

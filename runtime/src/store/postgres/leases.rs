@@ -37,7 +37,10 @@ pub struct Lapsed {
 
 impl PgStore {
     /// Claims up to `limit` due tasks for `node`, leased until `now_ms +
-    /// lease_ms`, scanning the queue partitions from `first_queue` on.
+    /// lease_ms`, taking the queue partitions in turn from `first_queue`
+    /// on. One statement: a partition's rows are read (and locked) only
+    /// while the claim still wants more, so the scan stops where the
+    /// batch is full.
     pub async fn claim_due(
         &self,
         node: &str,
@@ -48,12 +51,17 @@ impl PgStore {
     ) -> Result<Vec<Claim>> {
         let sql = format!(
             "WITH due AS (
-                 SELECT seq AS due_seq FROM tasks
-                 WHERE queue = $1 AND end_ms = 0 AND lease_owner IS NULL AND next_run_ms <= $2
-                   AND status IN ('Enqueued', 'Dequeued', 'Retrying')
-                 ORDER BY next_run_ms, seq
-                 LIMIT $3
-                 FOR UPDATE SKIP LOCKED)
+                 SELECT d.seq AS due_seq
+                 FROM unnest($1::smallint[]) WITH ORDINALITY AS p(queue, turn)
+                 CROSS JOIN LATERAL (
+                     SELECT seq FROM tasks
+                     WHERE queue = p.queue AND end_ms = 0 AND lease_owner IS NULL AND next_run_ms <= $2
+                       AND status IN ('Enqueued', 'Dequeued', 'Retrying')
+                     ORDER BY next_run_ms, seq
+                     LIMIT $3
+                     FOR UPDATE SKIP LOCKED) d
+                 ORDER BY p.turn
+                 LIMIT $3)
              UPDATE tasks t SET
                  lease_owner = $4,
                  lease_until_ms = $2 + $5,
@@ -61,23 +69,31 @@ impl PgStore {
              FROM due WHERE t.seq = due.due_seq
              RETURNING {COLUMNS}, payload"
         );
+        let turns: Vec<i16> = (0..QUEUES).map(|i| (first_queue + i).rem_euclid(QUEUES)).collect();
         let client = self.client().await?;
         let statement = client.prepare_cached(&sql).await?;
-        let mut claims = Vec::new();
-        for i in 0..QUEUES {
-            let wanted = limit - claims.len();
-            if wanted == 0 {
-                break;
-            }
-            let queue = (first_queue + i).rem_euclid(QUEUES);
-            let rows = client
-                .query(&statement, &[&queue, &now_ms, &(wanted as i64), &node, &lease_ms])
-                .await?;
-            claims.extend(rows.iter().map(|r| {
+        // One round trip, and the commit does not wait for its WAL flush:
+        // a claim lost with the database's last moments only lets the task
+        // be claimed again (this node's transitions carry the lost token
+        // and are refused), and the first durable commit after it — the
+        // task's next transition — flushes it anyway.
+        let limit = limit as i64;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [&turns, &now_ms, &limit, &node, &lease_ms];
+        let (begun, rows, committed) = futures::join!(
+            client.batch_execute("BEGIN; SET LOCAL synchronous_commit TO OFF"),
+            client.query(&statement, &params),
+            client.batch_execute("COMMIT"),
+        );
+        begun?;
+        let rows = rows?;
+        committed?;
+        let mut claims: Vec<Claim> = rows
+            .iter()
+            .map(|r| {
                 let (row, token) = row_from(r, true);
                 Claim { row, token }
-            }));
-        }
+            })
+            .collect();
         claims.sort_by_key(|c| (c.row.next_run_ms, c.row.seq));
         Ok(claims)
     }

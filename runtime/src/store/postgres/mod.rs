@@ -21,7 +21,10 @@ mod orch_control;
 mod orch_leases;
 mod orch_recover;
 mod registry;
+mod task_batch;
+mod task_columns;
 mod task_list;
+mod task_writer;
 mod tasks;
 
 pub use leases::{Claim, Lapsed};
@@ -29,7 +32,7 @@ pub use migrate::{MIGRATIONS, Migration, MigrationReport, migrate};
 pub use nodes::{NodeRow, heartbeat, leave, live_nodes};
 pub use notify::{Notification, REGISTRY_CHANNEL, STOP_CHANNEL, TASKS_CHANNEL};
 pub use registry::{apply_registry, load_registry, package, put_package};
-pub use tasks::{QUEUES, get_task, insert_task, queue_of, task_events, transition};
+pub use tasks::{QUEUES, get_task, queue_of, task_events};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -114,8 +117,10 @@ pub struct PgStore {
 struct Inner {
     pool: Pool,
     url: String,
-    log_budget: LogBudget,
+    log_budget: Arc<LogBudget>,
     task_changes: broadcast::Sender<TaskChange>,
+    /// Task inserts and transitions, group-committed.
+    writer: task_writer::TaskWriter,
 }
 
 impl PgStore {
@@ -141,12 +146,16 @@ impl PgStore {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let log_budget = Arc::new(LogBudget::new(DEFAULT_LOG_BUDGET, used));
+        let task_changes = broadcast::channel(changes::CAPACITY).0;
+        let writer = task_writer::TaskWriter::start(pool.clone(), log_budget.clone(), task_changes.clone());
         Ok(PgStore {
             inner: Arc::new(Inner {
                 pool,
                 url: url.to_string(),
-                log_budget: LogBudget::new(DEFAULT_LOG_BUDGET, used),
-                task_changes: broadcast::channel(changes::CAPACITY).0,
+                log_budget,
+                task_changes,
+                writer,
             }),
         })
     }

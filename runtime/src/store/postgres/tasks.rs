@@ -5,16 +5,18 @@
 //! row is locked (`SELECT … FOR UPDATE`) for the transaction, and a
 //! transition may carry a fencing token ([`Transition::fence`]) that must
 //! still be the row's lease token, so a node whose lease lapsed cannot end
-//! the task.
+//! the task. Inserts and transitions go through the group-commit
+//! [writer](super::task_writer); the rest (reads, invalidation, purges)
+//! is here.
 
 use bytes::Bytes;
-use tokio_postgres::{Client, GenericClient, Row, Transaction};
+use tokio_postgres::{GenericClient, Row, Transaction};
 
 use super::super::changes::TaskChange;
-use super::super::log_budget::LogBudget;
 use super::super::{Applied, NewTask, Result, StoreError, TaskRow, Transition};
 use super::PgStore;
-use super::log_budget::{measure_logs, prune_logs};
+use super::log_budget::measure_logs;
+use super::task_batch::{TaskWrite, TaskWritten};
 use crate::tasks::{HistoryEvent, TaskKind, TaskState};
 
 pub(super) const COLUMNS: &str = "seq, service, function, qualifier, invocation_id, stateful, kind, status, \
@@ -93,14 +95,6 @@ pub fn queue_of(service: &str, function: &str) -> i16 {
     (digest.finalize() % QUEUES as u64) as i16
 }
 
-/// Inserts a task in `Enqueued` with its first history event.
-pub async fn insert_task(client: &mut Client, t: &NewTask) -> Result<i64> {
-    let tx = client.transaction().await?;
-    let seq = insert_in(&tx, t).await?;
-    tx.commit().await?;
-    Ok(seq)
-}
-
 /// Inserts `t` inside `tx`. A duplicate id is [`StoreError::Duplicate`]
 /// without aborting the transaction (`ON CONFLICT DO NOTHING`), so a batch
 /// that meets one (an activity scheduled by an earlier commit) goes on.
@@ -150,107 +144,6 @@ pub(super) fn inserted_change(seq: i64, t: &NewTask) -> TaskChange {
     }
 }
 
-/// Applies one transition (refused, `None`, when it does not apply or its
-/// fence is no longer the row's).
-pub async fn transition(client: &mut Client, t: Transition) -> Result<Option<Applied>> {
-    let tx = client.transaction().await?;
-    let applied = apply(&tx, t, None).await?;
-    tx.commit().await?;
-    Ok(applied)
-}
-
-async fn apply(tx: &Transaction<'_>, t: Transition, logs: Option<&LogBudget>) -> Result<Option<Applied>> {
-    let sql = format!(
-        "{}, octet_length(logs) FROM tasks WHERE seq = $1 FOR UPDATE",
-        select(t.want_payload).trim_end_matches(" FROM tasks")
-    );
-    let Some(found) = tx.query_opt(&sql, &[&t.seq]).await? else {
-        return Ok(None);
-    };
-    let (mut row, token) = row_from(&found, t.want_payload);
-    let old_log_len: Option<i32> = found.get(if t.want_payload { 22 } else { 21 });
-    if t.fence.is_some_and(|f| f != token) {
-        tracing::info!(seq = t.seq, "refused a transition with a stale lease token");
-        return Ok(None);
-    }
-    let Some(next) = (t.decide)(&row) else { return Ok(None) };
-    if !row.status.can_become(next) {
-        tracing::error!(seq = t.seq, from = %row.status, to = %next, "refused an illegal task transition");
-        return Ok(None);
-    }
-    let now = crate::util::now_ms();
-    let follow_up = t.follow_up.filter(|f| f.when == next);
-    let mut u = t.update;
-    if let Some(f) = &follow_up {
-        u.destination_status = Some(f.status.clone());
-    }
-    if let (Some(budget), Some(log)) = (logs, &u.logs) {
-        budget.replaced(old_log_len.unwrap_or(0).max(0) as u64, log.len() as u64);
-    }
-    let end_ms = u.end_ms.or(next.is_terminal().then_some(now));
-    // A terminal state or a retry gives the lease up.
-    let releases = next.is_terminal() || next == TaskState::Retrying;
-    let event_id: i32 = tx
-        .query_one(
-            "UPDATE tasks SET status = $2,
-                 attempts = COALESCE($3, attempts),
-                 next_run_ms = COALESCE($4, next_run_ms),
-                 end_ms = COALESCE($5, end_ms),
-                 error = COALESCE($6, error),
-                 result = COALESCE($7, result),
-                 destination_status = COALESCE($8, destination_status),
-                 instance_id = COALESCE($9, instance_id),
-                 duration_ms = COALESCE($10, duration_ms),
-                 logs = COALESCE($11, logs),
-                 fuel_consumed = COALESCE($12, fuel_consumed),
-                 lease_owner = CASE WHEN $13 THEN NULL ELSE lease_owner END,
-                 lease_until_ms = CASE WHEN $13 THEN 0 ELSE lease_until_ms END,
-                 events = events + 1
-             WHERE seq = $1
-             RETURNING events",
-            &[
-                &t.seq,
-                &next.as_str(),
-                &u.attempts.map(|a| a as i32),
-                &u.next_run_ms,
-                &end_ms,
-                &u.error,
-                &u.result.as_deref(),
-                &u.destination_status,
-                &u.instance_id,
-                &u.duration_ms,
-                &u.logs.as_deref(),
-                &u.fuel_consumed.map(|f| f as i64),
-                &releases,
-            ],
-        )
-        .await?
-        .get(0);
-    append_event(tx, t.seq, event_id, next, now, &t.detail).await?;
-    let follow_up_seq = match follow_up.and_then(|f| f.task) {
-        Some(task) => match insert_in(tx, &task).await {
-            Ok(seq) => Some((seq, task)),
-            // The destination already has a task with this id: the
-            // delivery happened before (a retried transition).
-            Err(StoreError::Duplicate(e)) => {
-                tracing::warn!(error = %e, "destination task not inserted");
-                None
-            }
-            Err(e) => return Err(e),
-        },
-        None => None,
-    };
-    row.status = next;
-    if let Some(end) = end_ms {
-        row.end_ms = end;
-    }
-    Ok(Some(Applied {
-        state: next,
-        row,
-        follow_up_seq: follow_up_seq.map(|(seq, _)| seq),
-    }))
-}
-
 /// A task by seq (without its payload).
 pub async fn get_task(client: &impl GenericClient, seq: i64) -> Result<Option<TaskRow>> {
     let sql = format!("{} WHERE seq = $1", select(false));
@@ -276,7 +169,7 @@ pub async fn task_events(client: &impl GenericClient, seq: i64) -> Result<Vec<Hi
         .collect())
 }
 
-fn changed(row: &TaskRow) -> TaskChange {
+pub(super) fn changed(row: &TaskRow) -> TaskChange {
     TaskChange {
         seq: row.seq,
         service: row.service.clone(),
@@ -289,42 +182,26 @@ fn changed(row: &TaskRow) -> TaskChange {
 
 impl PgStore {
     pub async fn insert_task(&self, task: NewTask) -> Result<i64> {
-        let mut client = self.client().await?;
-        let seq = insert_task(&mut client, &task).await?;
-        self.publish(vec![inserted_change(seq, &task)]);
-        Ok(seq)
+        match self.inner.writer.write(TaskWrite::Insert(task)).await? {
+            TaskWritten::Inserted(outcome) => outcome,
+            TaskWritten::Transitioned(_) => Err(StoreError::WriterGone),
+        }
     }
 
     pub async fn transition(&self, t: Transition) -> Result<Option<Applied>> {
         Ok(self.transition_many(vec![t]).await?.pop().flatten())
     }
 
-    /// Applies transitions in one transaction (each decided on its own).
+    /// Applies transitions in one transaction (each decided on its own,
+    /// in order), group-committed with other writes.
     pub async fn transition_many(&self, ts: Vec<Transition>) -> Result<Vec<Option<Applied>>> {
-        let mut client = self.client().await?;
-        let budget = &self.inner.log_budget;
-        let tx = tokio_postgres::Client::transaction(&mut client).await?;
-        // Rows are locked in seq order, as every multi-row write here locks
-        // them, so two transactions never wait on each other in a cycle.
-        let mut ordered: Vec<(usize, Transition)> = ts.into_iter().enumerate().collect();
-        ordered.sort_by_key(|(_, t)| t.seq);
-        let mut out: Vec<Option<Applied>> = (0..ordered.len()).map(|_| None).collect();
-        let mut changes = Vec::new();
-        for (at, t) in ordered {
-            let follow_up = t.follow_up.as_ref().and_then(|f| f.task.clone());
-            let applied = apply(&tx, t, Some(budget)).await?;
-            if let Some(a) = &applied {
-                changes.push(changed(&a.row));
-                if let (Some(seq), Some(task)) = (a.follow_up_seq, &follow_up) {
-                    changes.push(inserted_change(seq, task));
-                }
-            }
-            out[at] = applied;
+        if ts.is_empty() {
+            return Ok(Vec::new());
         }
-        prune_logs(&tx, budget).await?;
-        tx.commit().await?;
-        self.publish(changes);
-        Ok(out)
+        match self.inner.writer.write(TaskWrite::Transitions(ts)).await? {
+            TaskWritten::Transitioned(outcomes) => Ok(outcomes),
+            TaskWritten::Inserted(_) => Err(StoreError::WriterGone),
+        }
     }
 
     pub async fn invalidate_function_tasks(

@@ -313,7 +313,7 @@ impl Gathered {
                 self.log_sizes.push((old.unwrap_or(0).max(0) as u64, log.len() as u64));
             }
             self.durable |= !replayable(p.next);
-            updates.push(&p, event_id);
+            updates.push(p.row.seq, p.next, &p.update, p.releases, event_id);
             self.events.push(p.row.seq, event_id, p.next, now, &p.detail);
             self.changes.push(changed(&p.row));
             if let Some(task) = p.follow_up.take() {

@@ -9,8 +9,7 @@ use deadpool_postgres::ClientWrapper;
 use tokio_postgres::Statement;
 use tokio_postgres::types::ToSql;
 
-use super::super::{NewTask, Result};
-use super::task_batch::Planned;
+use super::super::{NewTask, Result, TaskUpdate};
 use super::tasks::{COLUMNS, queue_of};
 use crate::tasks::TaskState;
 
@@ -183,10 +182,11 @@ pub(super) struct UpdateColumns {
 }
 
 impl UpdateColumns {
-    pub(super) fn push(&mut self, p: &Planned, events: i32) {
-        let u = &p.update;
-        self.seq.push(p.row.seq);
-        self.status.push(p.next.as_str());
+    /// Task `seq` moves to `next` with `u`; `releases` gives its lease up;
+    /// `events` is its history counter afterwards.
+    pub(super) fn push(&mut self, seq: i64, next: TaskState, u: &TaskUpdate, releases: bool, events: i32) {
+        self.seq.push(seq);
+        self.status.push(next.as_str());
         self.attempts.push(u.attempts.map(|a| a as i32));
         self.next_run_ms.push(u.next_run_ms);
         self.end_ms.push(u.end_ms);
@@ -197,7 +197,7 @@ impl UpdateColumns {
         self.duration_ms.push(u.duration_ms);
         self.logs.push(u.logs.as_ref().map(|b| b.to_vec()));
         self.fuel_consumed.push(u.fuel_consumed.map(|f| f as i64));
-        self.releases.push(p.releases);
+        self.releases.push(releases);
         self.events.push(events);
     }
 

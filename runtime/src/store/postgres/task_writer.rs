@@ -22,7 +22,8 @@ use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 
 use super::super::changes::TaskChange;
 use super::super::log_budget::LogBudget;
-use super::super::{Result, StoreError};
+use super::super::{Applied, NewTask, Result, StoreError, Transition};
+use super::PgStore;
 use super::task_batch::{Failure, TaskWrite, TaskWritten, write_batch};
 
 /// Batches in flight at once (each on its own connection). Two: one
@@ -64,6 +65,31 @@ impl TaskWriter {
             .send(Job { write, reply })
             .map_err(|_| StoreError::WriterGone)?;
         answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+}
+
+impl PgStore {
+    pub async fn insert_task(&self, task: NewTask) -> Result<i64> {
+        match self.inner.writer.write(TaskWrite::Insert(task)).await? {
+            TaskWritten::Inserted(outcome) => outcome,
+            TaskWritten::Transitioned(_) => Err(StoreError::WriterGone),
+        }
+    }
+
+    pub async fn transition(&self, t: Transition) -> Result<Option<Applied>> {
+        Ok(self.transition_many(vec![t]).await?.pop().flatten())
+    }
+
+    /// Applies transitions in one transaction (each decided on its own,
+    /// in order), group-committed with other writes.
+    pub async fn transition_many(&self, ts: Vec<Transition>) -> Result<Vec<Option<Applied>>> {
+        if ts.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.inner.writer.write(TaskWrite::Transitions(ts)).await? {
+            TaskWritten::Transitioned(outcomes) => Ok(outcomes),
+            TaskWritten::Inserted(_) => Err(StoreError::WriterGone),
+        }
     }
 }
 

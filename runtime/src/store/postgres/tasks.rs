@@ -6,17 +6,16 @@
 //! transition may carry a fencing token ([`Transition::fence`]) that must
 //! still be the row's lease token, so a node whose lease lapsed cannot end
 //! the task. Inserts and transitions go through the group-commit
-//! [writer](super::task_writer); the rest (reads, invalidation, purges)
-//! is here.
+//! [writer](super::task_writer), which also holds their `PgStore`
+//! methods; the rest (reads, invalidation, purges) is here.
 
 use bytes::Bytes;
 use tokio_postgres::{GenericClient, Row, Transaction};
 
 use super::super::changes::TaskChange;
-use super::super::{Applied, NewTask, Result, StoreError, TaskRow, Transition};
+use super::super::{NewTask, Result, StoreError, TaskRow};
 use super::PgStore;
 use super::log_budget::measure_logs;
-use super::task_batch::{TaskWrite, TaskWritten};
 use crate::tasks::{HistoryEvent, TaskKind, TaskState};
 
 pub(super) const COLUMNS: &str = "seq, service, function, qualifier, invocation_id, stateful, kind, status, \
@@ -181,29 +180,6 @@ pub(super) fn changed(row: &TaskRow) -> TaskChange {
 }
 
 impl PgStore {
-    pub async fn insert_task(&self, task: NewTask) -> Result<i64> {
-        match self.inner.writer.write(TaskWrite::Insert(task)).await? {
-            TaskWritten::Inserted(outcome) => outcome,
-            TaskWritten::Transitioned(_) => Err(StoreError::WriterGone),
-        }
-    }
-
-    pub async fn transition(&self, t: Transition) -> Result<Option<Applied>> {
-        Ok(self.transition_many(vec![t]).await?.pop().flatten())
-    }
-
-    /// Applies transitions in one transaction (each decided on its own,
-    /// in order), group-committed with other writes.
-    pub async fn transition_many(&self, ts: Vec<Transition>) -> Result<Vec<Option<Applied>>> {
-        if ts.is_empty() {
-            return Ok(Vec::new());
-        }
-        match self.inner.writer.write(TaskWrite::Transitions(ts)).await? {
-            TaskWritten::Transitioned(outcomes) => Ok(outcomes),
-            TaskWritten::Inserted(_) => Err(StoreError::WriterGone),
-        }
-    }
-
     pub async fn invalidate_function_tasks(
         &self,
         service: &str,

@@ -12,7 +12,8 @@ use super::super::{
     Committed, ControlOutcome, NewOrchestration, NewTask, OrchFilter, OrchRow, Result, RunCommit, StoreError,
 };
 use super::PgStore;
-use super::tasks::{insert_in, inserted_change};
+use super::task_columns::insert_in;
+use super::tasks::inserted_change;
 use crate::journal::{HistoryEvent, Recorded, RuntimeStatus, awaits_outcome};
 
 pub(super) fn row_from(r: &Row) -> OrchRow {

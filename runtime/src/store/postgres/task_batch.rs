@@ -27,7 +27,7 @@ use super::super::changes::TaskChange;
 use super::super::log_budget::LogBudget;
 use super::super::{Applied, NewTask, Result, StoreError, TaskRow, TaskUpdate, Transition};
 use super::log_budget::prune_logs;
-use super::task_columns::{EventColumns, InsertColumns, Statements, TaskKey, UpdateColumns, key_of};
+use super::task_columns::{EventColumns, InsertColumns, Statements, TaskKey, UpdateColumns, duplicate, key_of};
 use super::tasks::{changed, inserted_change, row_from};
 use crate::tasks::TaskState;
 
@@ -61,8 +61,6 @@ pub(super) struct Planned {
     pub next: TaskState,
     /// The fields to set, `end_ms` and `destination_status` filled in.
     pub update: TaskUpdate,
-    /// A terminal state or a retry gives the node's lease up.
-    pub releases: bool,
     pub detail: String,
     /// The destination task to insert with it.
     pub follow_up: Option<NewTask>,
@@ -96,7 +94,6 @@ pub(super) fn plan(t: &Transition, mut row: TaskRow, token: i64, now: i64) -> Op
     Some(Planned {
         next,
         update,
-        releases: next.is_terminal() || next == TaskState::Retrying,
         detail: t.detail.clone(),
         follow_up: follow_up.and_then(|f| f.task.clone()),
         row,
@@ -313,7 +310,7 @@ impl Gathered {
                 self.log_sizes.push((old.unwrap_or(0).max(0) as u64, log.len() as u64));
             }
             self.durable |= !replayable(p.next);
-            updates.push(p.row.seq, p.next, &p.update, p.releases, event_id);
+            updates.push(p.row.seq, p.next, &p.update, event_id);
             self.events.push(p.row.seq, event_id, p.next, now, &p.detail);
             self.changes.push(changed(&p.row));
             if let Some(task) = p.follow_up.take() {
@@ -349,10 +346,7 @@ impl Gathered {
                     self.changes.push(inserted_change(seq, &t));
                     Ok(seq)
                 }
-                None => Err(StoreError::Duplicate(format!(
-                    "invocation '{}' already exists for function {}/{}",
-                    t.invocation_id, t.service, t.function
-                ))),
+                None => Err(duplicate(&t)),
             };
             match (origin, outcome) {
                 (Origin::Submitted(w), outcome) => {

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use deadpool_postgres::ClientWrapper;
-use tokio_postgres::Statement;
 use tokio_postgres::types::ToSql;
+use tokio_postgres::{Statement, Transaction};
 
-use super::super::{NewTask, Result, TaskUpdate};
+use super::super::{NewTask, Result, StoreError, TaskUpdate};
 use super::tasks::{COLUMNS, queue_of};
 use crate::tasks::TaskState;
 
@@ -91,6 +91,28 @@ impl Statements {
             events: client.prepare_cached(EVENTS).await?,
         })
     }
+}
+
+/// Inserts `t` with its `Enqueued` event inside `tx` (an orchestration's
+/// commit scheduling an activity). A duplicate id is
+/// [`StoreError::Duplicate`] without aborting the transaction (`ON
+/// CONFLICT DO NOTHING`), so a commit that meets one (an activity
+/// scheduled by an earlier commit) goes on.
+pub(super) async fn insert_in(tx: &Transaction<'_>, t: &NewTask) -> Result<i64> {
+    let mut columns = InsertColumns::default();
+    columns.push(t);
+    match tx.query_opt(INSERT, &columns.params()).await? {
+        Some(row) => Ok(row.get(0)),
+        None => Err(duplicate(t)),
+    }
+}
+
+/// The error of a task whose id exists.
+pub(super) fn duplicate(t: &NewTask) -> StoreError {
+    StoreError::Duplicate(format!(
+        "invocation '{}' already exists for function {}/{}",
+        t.invocation_id, t.service, t.function
+    ))
 }
 
 /// A task's key: (service, function, invocation id).
@@ -182,9 +204,9 @@ pub(super) struct UpdateColumns {
 }
 
 impl UpdateColumns {
-    /// Task `seq` moves to `next` with `u`; `releases` gives its lease up;
-    /// `events` is its history counter afterwards.
-    pub(super) fn push(&mut self, seq: i64, next: TaskState, u: &TaskUpdate, releases: bool, events: i32) {
+    /// Task `seq` moves to `next` with `u`; `events` is its history
+    /// counter afterwards.
+    pub(super) fn push(&mut self, seq: i64, next: TaskState, u: &TaskUpdate, events: i32) {
         self.seq.push(seq);
         self.status.push(next.as_str());
         self.attempts.push(u.attempts.map(|a| a as i32));
@@ -197,7 +219,8 @@ impl UpdateColumns {
         self.duration_ms.push(u.duration_ms);
         self.logs.push(u.logs.as_ref().map(|b| b.to_vec()));
         self.fuel_consumed.push(u.fuel_consumed.map(|f| f as i64));
-        self.releases.push(releases);
+        // A terminal state or a retry gives the node's lease up.
+        self.releases.push(next.is_terminal() || next == TaskState::Retrying);
         self.events.push(events);
     }
 

@@ -10,10 +10,10 @@
 //! methods; the rest (reads, invalidation, purges) is here.
 
 use bytes::Bytes;
-use tokio_postgres::{GenericClient, Row, Transaction};
+use tokio_postgres::{GenericClient, Row};
 
 use super::super::changes::TaskChange;
-use super::super::{NewTask, Result, StoreError, TaskRow};
+use super::super::{NewTask, Result, TaskRow};
 use super::PgStore;
 use super::log_budget::measure_logs;
 use crate::tasks::{HistoryEvent, TaskKind, TaskState};
@@ -92,43 +92,6 @@ pub fn queue_of(service: &str, function: &str) -> i16 {
     digest.update(b"/");
     digest.update(function.as_bytes());
     (digest.finalize() % QUEUES as u64) as i16
-}
-
-/// Inserts `t` inside `tx`. A duplicate id is [`StoreError::Duplicate`]
-/// without aborting the transaction (`ON CONFLICT DO NOTHING`), so a batch
-/// that meets one (an activity scheduled by an earlier commit) goes on.
-pub(super) async fn insert_in(tx: &Transaction<'_>, t: &NewTask) -> Result<i64> {
-    let inserted = tx
-        .query_opt(
-            "INSERT INTO tasks (service, function, qualifier, invocation_id, stateful, kind, status, payload,
-                                request_id, created_ms, next_run_ms, events, queue)
-             VALUES ($1, $2, $3, $4, $5, $6, 'Enqueued', $7, $8, $9, $10, 1, $11)
-             ON CONFLICT (service, function, invocation_id) DO NOTHING
-             RETURNING seq",
-            &[
-                &t.service,
-                &t.function,
-                &t.qualifier,
-                &t.invocation_id,
-                &t.stateful,
-                &t.kind.as_str(),
-                &t.payload.as_ref(),
-                &t.request_id,
-                &t.created_ms,
-                &t.due_ms,
-                &queue_of(&t.service, &t.function),
-            ],
-        )
-        .await?;
-    let Some(row) = inserted else {
-        return Err(StoreError::Duplicate(format!(
-            "invocation '{}' already exists for function {}/{}",
-            t.invocation_id, t.service, t.function
-        )));
-    };
-    let seq: i64 = row.get(0);
-    append_event(tx, seq, 1, TaskState::Enqueued, t.created_ms, &t.detail).await?;
-    Ok(seq)
 }
 
 /// The change feed's record of an inserted task.

@@ -4,9 +4,10 @@
 //! owner's late completion is refused by its stale fencing token — so a
 //! task ends `Succeeded` once.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
+use wasmfc::store::postgres::{AgeLimits, ClaimRequest};
 use wasmfc::store::{NewTask, TaskUpdate, Transition};
 use wasmfc::store::{PgStore, postgres};
 use wasmfc::tasks::{TaskKind, TaskState};
@@ -55,19 +56,41 @@ fn dequeue(seq: i64) -> Transition {
     Transition::new(seq, &[Enqueued], Dequeued, "taken from the queue")
 }
 
+/// A claim of up to 16 tasks, leased for 1 s, with room to run 8.
+fn claim<'a>(node: &'a str, first_queue: i16, now_ms: i64, ages: &'a AgeLimits) -> ClaimRequest<'a> {
+    ClaimRequest {
+        node,
+        first_queue,
+        now_ms,
+        lease_ms: 1_000,
+        limit: 16,
+        slots: 8,
+        ages,
+    }
+}
+
 /// One node's loop: claim until nothing is left, run and finish each
-/// claimed task under its token. Answers the seqs it ran.
-async fn drain(store: PgStore, node: &str, first_queue: i16) -> Vec<i64> {
+/// claimed task under its token (taking from the queue what the claim
+/// left `Enqueued`: those of `ages`). Answers the seqs it ran.
+async fn drain(store: PgStore, node: &str, first_queue: i16, ages: &AgeLimits) -> Vec<i64> {
     let mut ran = Vec::new();
     loop {
-        let claims = store.claim_due(node, first_queue, 10_000, 60_000, 16).await.unwrap();
+        let claims = store.claim_due(&claim(node, first_queue, 10_000, ages)).await.unwrap();
         if claims.is_empty() {
             return ran;
         }
-        for claim in claims {
-            let seq = claim.row.seq;
-            let fence = Some(claim.token);
-            for step in [dequeue(seq), run(seq), succeed(seq)] {
+        // Those taken from the queue come first, no more than there are slots.
+        let taken = claims.iter().take_while(|c| c.row.status == Dequeued).count();
+        assert!(taken <= 8, "{taken} tasks dequeued for 8 slots");
+        assert!(claims[taken..].iter().all(|c| c.row.status == Enqueued));
+        for claimed in claims {
+            let seq = claimed.row.seq;
+            let fence = Some(claimed.token);
+            let mut steps = vec![run(seq), succeed(seq)];
+            if claimed.row.status == Enqueued {
+                steps.insert(0, dequeue(seq));
+            }
+            for step in steps {
                 assert!(store.transition(step.fenced(fence)).await.unwrap().is_some());
             }
             ran.push(seq);
@@ -81,13 +104,22 @@ async fn concurrent_claimers_never_share_a_task() {
     let url = pg.create_database("claims");
     let store = PgStore::open(&url).await.unwrap();
     let mut all = HashSet::new();
+    let mut function_of = HashMap::new();
     for i in 0..400 {
         let function = format!("f{}", i % 7);
-        all.insert(store.insert_task(task(&function, &format!("t{i}"))).await.unwrap());
+        let seq = store.insert_task(task(&function, &format!("t{i}"))).await.unwrap();
+        all.insert(seq);
+        function_of.insert(seq, function);
     }
 
     let (a, b) = (PgStore::open(&url).await.unwrap(), PgStore::open(&url).await.unwrap());
-    let (ran_a, ran_b) = tokio::join!(drain(a, "node-a", 0), drain(b, "node-b", 8));
+    // Tasks of f0 expire after 5 s, and all are 9 s old when claimed: the
+    // claims leave them `Enqueued` (here, a dispatcher would expire them).
+    let mut ages = AgeLimits::default();
+    ages.push("svc", "f0", "LATEST", 5_000);
+    ages.push("svc", "f1", "LATEST", 60_000);
+    ages.push("svc", "f2", "prod", 5_000);
+    let (ran_a, ran_b) = tokio::join!(drain(a, "node-a", 0, &ages), drain(b, "node-b", 8, &ages));
 
     let set_a: HashSet<i64> = ran_a.iter().copied().collect();
     let set_b: HashSet<i64> = ran_b.iter().copied().collect();
@@ -103,16 +135,20 @@ async fn concurrent_claimers_never_share_a_task() {
     );
     assert_eq!(&set_a | &set_b, all);
     assert!(!set_a.is_empty() && !set_b.is_empty(), "one node claimed everything");
-    for seq in all.iter().take(20) {
-        let kinds: Vec<String> = store
-            .task_events(*seq)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| e.event_type)
-            .collect();
+    let mut by_claims = 0;
+    for seq in &all {
+        let events = store.task_events(*seq).await.unwrap();
+        let kinds: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
         assert_eq!(kinds, ["Enqueued", "Dequeued", "Running", "Succeeded"]);
+        if events[1].detail.starts_with("taken from the queue by node") {
+            by_claims += 1;
+            assert_ne!(function_of[seq], "f0", "an expired task was taken: {events:?}");
+        }
     }
+    assert!(
+        by_claims > 100,
+        "only {by_claims} tasks were taken from the queue by claims"
+    );
 }
 
 /// What a node does with a lapsed `Running` task: a retry, fenced by the
@@ -134,16 +170,18 @@ async fn a_lapsed_lease_moves_the_task_and_fences_off_its_old_owner() {
     let queue = postgres::queue_of("svc", "f");
     let t0 = 100_000;
 
-    let claims = store.claim_due("node-a", queue, t0, 1_000, 16).await.unwrap();
+    let claims = store
+        .claim_due(&claim("node-a", queue, t0, &AgeLimits::default()))
+        .await
+        .unwrap();
     assert_eq!(claims.len(), 1);
     let a = claims[0].token;
-    for step in [dequeue(seq), run(seq)] {
-        assert!(store.transition(step.fenced(Some(a))).await.unwrap().is_some());
-    }
+    assert_eq!(claims[0].row.status, Dequeued);
+    assert!(store.transition(run(seq).fenced(Some(a))).await.unwrap().is_some());
     // A held lease is not claimable, and not lapsed before its time.
     assert!(
         store
-            .claim_due("node-b", queue, t0, 1_000, 16)
+            .claim_due(&claim("node-b", queue, t0, &AgeLimits::default()))
             .await
             .unwrap()
             .is_empty()
@@ -172,7 +210,10 @@ async fn a_lapsed_lease_moves_the_task_and_fences_off_its_old_owner() {
     );
     let applied = store.transition(put_back(seq, a, t0 + 3_000, "node-a")).await.unwrap();
     assert_eq!(applied.map(|a| a.state), Some(Retrying));
-    let claims = store.claim_due("node-b", queue, t0 + 3_000, 1_000, 16).await.unwrap();
+    let claims = store
+        .claim_due(&claim("node-b", queue, t0 + 3_000, &AgeLimits::default()))
+        .await
+        .unwrap();
     assert_eq!(claims.len(), 1);
     let b = claims[0].token;
     assert_ne!(a, b);

@@ -18,10 +18,11 @@ use std::time::Duration;
 
 use tokio::sync::broadcast::error::RecvError;
 
-use super::Scheduler;
 use super::queue::QueuedTask;
+use super::{AsyncPolicy, Scheduler};
 use crate::cluster::Signal;
-use crate::store::postgres::Lapsed;
+use crate::registry::ConfigTable;
+use crate::store::postgres::{AgeLimits, ClaimRequest, Lapsed};
 use crate::store::{PgStore, TaskUpdate, Transition};
 use crate::tasks::TaskState;
 
@@ -87,9 +88,19 @@ impl Scheduler {
                 if free == 0 || (free < most / 4 && held > self.inner.config.concurrency) {
                     break;
                 }
-                let now = crate::util::now_ms();
-                let node = self.inner.cluster.node_id();
-                let claims = match store.claim_due(node, first, now, lease_ms, free.min(CLAIM_BATCH)).await {
+                let ages = self.age_limits();
+                // Slots free once the tasks already waiting here have theirs.
+                let waiting = self.inner.queue.lock().len;
+                let request = ClaimRequest {
+                    node: self.inner.cluster.node_id(),
+                    first_queue: first,
+                    now_ms: crate::util::now_ms(),
+                    lease_ms,
+                    limit: free.min(CLAIM_BATCH),
+                    slots: self.inner.global.available_permits().saturating_sub(waiting),
+                    ages: &ages,
+                };
+                let claims = match store.claim_due(&request).await {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::warn!(error = %e, "claiming tasks failed");
@@ -110,6 +121,23 @@ impl Scheduler {
             // come here too through `finish`.
             let _ = tokio::time::timeout(CLAIM_POLL, woken).await;
         }
+    }
+
+    /// The functions whose tasks expire after an age, as this node's
+    /// registry knows them: a claim leaves their old tasks `Enqueued` for
+    /// the dispatcher to expire.
+    fn age_limits(&self) -> AgeLimits {
+        let mut ages = AgeLimits::default();
+        let configs = self
+            .inner
+            .registry
+            .list_function_configs(ConfigTable::AsyncInvoke, None, None, None);
+        for (service, function, qualifier, doc) in configs {
+            if let Some(age_s) = AsyncPolicy::from_doc(&doc).max_event_age_s {
+                ages.push(&service, &function, &qualifier, age_s as i64 * 1000);
+            }
+        }
+        ages
     }
 
     async fn hear_signals(self) {

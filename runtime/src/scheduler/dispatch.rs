@@ -79,7 +79,7 @@ impl Scheduler {
                 return;
             }
         };
-        for ((t, permit), policy) in batch.into_iter().zip(policies) {
+        for ((mut t, permit), policy) in batch.into_iter().zip(policies) {
             let payload = if t.state == TaskState::Enqueued {
                 match outcomes.next().flatten() {
                     Some(applied) if applied.state == TaskState::Dequeued => applied.row.payload,
@@ -95,7 +95,9 @@ impl Scheduler {
                     }
                 }
             } else {
-                None
+                // Taken from the queue already (by a claim, which read the
+                // payload), or recovered or retrying (read when it runs).
+                t.payload.take()
             };
             let this = self.clone();
             tokio::spawn(async move {

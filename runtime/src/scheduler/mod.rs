@@ -299,6 +299,7 @@ impl Scheduler {
             state: TaskState::Enqueued,
             kind: s.kind,
             fence: None,
+            payload: None,
         };
         self.queue_new(queued, s.delay);
         Ok((seq, id))
@@ -325,6 +326,7 @@ impl Scheduler {
             state: TaskState::Enqueued,
             kind: task.kind,
             fence: None,
+            payload: None,
         };
         self.queue_new(queued, Duration::ZERO);
     }

@@ -3,6 +3,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use bytes::Bytes;
+
 use super::FnKey;
 use crate::store::TaskRow;
 use crate::tasks::{TaskKind, TaskState};
@@ -28,6 +30,9 @@ pub(super) struct QueuedTask {
     /// The lease token this node claimed the task under (shared store);
     /// every transition of the task carries it.
     pub(super) fence: Option<i64>,
+    /// The payload, when the read that found the task brought it (a
+    /// claim on a shared store), so the attempt need not read it again.
+    pub(super) payload: Option<Bytes>,
 }
 
 impl QueuedTask {
@@ -44,6 +49,7 @@ impl QueuedTask {
             state: row.status,
             kind: row.kind,
             fence: None,
+            payload: row.payload.clone(),
         }
     }
 
@@ -123,6 +129,7 @@ mod tests {
             state: TaskState::Enqueued,
             kind: TaskKind::Event,
             fence: None,
+            payload: None,
         }
     }
 

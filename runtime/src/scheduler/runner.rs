@@ -252,6 +252,7 @@ impl Scheduler {
                             state: Enqueued,
                             kind: TaskKind::Event,
                             fence: None,
+                            payload: None,
                         },
                         Duration::ZERO,
                     );

@@ -26,6 +26,45 @@ pub struct Claim {
     pub token: i64,
 }
 
+/// What a node claims: up to `limit` due tasks for `node`, leased until
+/// `now_ms + lease_ms`, taking the queue partitions in turn from
+/// `first_queue` on.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimRequest<'a> {
+    pub node: &'a str,
+    pub first_queue: i16,
+    pub now_ms: i64,
+    pub lease_ms: i64,
+    pub limit: usize,
+    /// How many of the claimed tasks the node can run at once.
+    pub slots: usize,
+    /// The functions whose old tasks expire rather than run.
+    pub ages: &'a AgeLimits,
+}
+
+/// The functions whose tasks expire after an age
+/// (`maxAsyncEventAgeInSeconds`), as columns: a claim leaves their older
+/// tasks for the dispatcher to expire rather than taking them from the
+/// queue.
+#[derive(Debug, Clone, Default)]
+pub struct AgeLimits {
+    services: Vec<String>,
+    functions: Vec<String>,
+    qualifiers: Vec<String>,
+    max_age_ms: Vec<i64>,
+}
+
+impl AgeLimits {
+    /// Tasks of `service`/`function` submitted under `qualifier` expire
+    /// once older than `max_age_ms`.
+    pub fn push(&mut self, service: &str, function: &str, qualifier: &str, max_age_ms: i64) {
+        self.services.push(service.to_string());
+        self.functions.push(function.to_string());
+        self.qualifiers.push(qualifier.to_string());
+        self.max_age_ms.push(max_age_ms);
+    }
+}
+
 /// A lease that lapsed: the task as it is, the token it was held under
 /// and the node that held it.
 #[derive(Debug, Clone)]
@@ -36,40 +75,63 @@ pub struct Lapsed {
 }
 
 impl PgStore {
-    /// Claims up to `limit` due tasks for `node`, leased until `now_ms +
-    /// lease_ms`, taking the queue partitions in turn from `first_queue`
-    /// on. One statement: a partition's rows are read (and locked) only
-    /// while the claim still wants more, so the scan stops where the
-    /// batch is full.
-    pub async fn claim_due(
-        &self,
-        node: &str,
-        first_queue: i16,
-        now_ms: i64,
-        lease_ms: i64,
-        limit: usize,
-    ) -> Result<Vec<Claim>> {
+    /// Claims what `claim` asks for; answers the tasks in the order they
+    /// should run.
+    ///
+    /// The first `slots` claimed tasks — those the node has room to run
+    /// at once — are taken from the queue in the same statement when they
+    /// are `Enqueued`: `Dequeued`, with their history event, unless `ages`
+    /// says they are too old to run (those stay `Enqueued`, for the node's
+    /// dispatcher to expire). The rest wait on the node still `Enqueued`,
+    /// as they would in the queue of one node. A claim is the moment a
+    /// task leaves the shared queue, and one write per task less is what
+    /// lets a node keep up with its guests.
+    pub async fn claim_due(&self, claim: &ClaimRequest<'_>) -> Result<Vec<Claim>> {
+        let ClaimRequest {
+            node,
+            first_queue,
+            now_ms,
+            lease_ms,
+            limit,
+            slots,
+            ages,
+        } = *claim;
         let sql = format!(
             "WITH due AS (
-                 SELECT d.seq AS due_seq
+                 SELECT d.seq AS due_seq,
+                        d.status = 'Enqueued'
+                        AND row_number() OVER (ORDER BY p.turn, d.next_run_ms, d.seq) <= $11
+                        AND (d.kind = 'activity' OR NOT EXISTS (
+                            SELECT 1 FROM unnest($6::text[], $7::text[], $8::text[], $9::bigint[])
+                                AS a(service, function, qualifier, max_age_ms)
+                            WHERE a.service = d.service AND a.function = d.function
+                              AND a.qualifier = d.qualifier AND $2 - d.created_ms > a.max_age_ms)) AS dequeues
                  FROM unnest($1::smallint[]) WITH ORDINALITY AS p(queue, turn)
                  CROSS JOIN LATERAL (
-                     SELECT seq FROM tasks
+                     SELECT seq, status, kind, service, function, qualifier, created_ms, next_run_ms FROM tasks
                      WHERE queue = p.queue AND end_ms = 0 AND lease_owner IS NULL AND next_run_ms <= $2
                        AND status IN ('Enqueued', 'Dequeued', 'Retrying')
                      ORDER BY next_run_ms, seq
                      LIMIT $3
                      FOR UPDATE SKIP LOCKED) d
-                 ORDER BY p.turn
-                 LIMIT $3)
-             UPDATE tasks t SET
-                 lease_owner = $4,
-                 lease_until_ms = $2 + $5,
-                 lease_token = nextval('lease_tokens')
-             FROM due WHERE t.seq = due.due_seq
-             RETURNING {COLUMNS}, payload"
+                 ORDER BY p.turn, d.next_run_ms, d.seq
+                 LIMIT $3),
+             claimed AS (
+                 UPDATE tasks t SET
+                     lease_owner = $4,
+                     lease_until_ms = $2 + $5,
+                     lease_token = nextval('lease_tokens'),
+                     status = CASE WHEN due.dequeues THEN 'Dequeued' ELSE t.status END,
+                     events = t.events + due.dequeues::int
+                 FROM due WHERE t.seq = due.due_seq
+                 RETURNING {COLUMNS}, payload, t.events, due.dequeues),
+             history AS (
+                 INSERT INTO task_events (task_seq, event_id, event_type, ts_ms, detail)
+                 SELECT seq, events, 'Dequeued', $2, $10 FROM claimed WHERE dequeues)
+             SELECT * FROM claimed"
         );
         let turns: Vec<i16> = (0..QUEUES).map(|i| (first_queue + i).rem_euclid(QUEUES)).collect();
+        let detail = format!("taken from the queue by node {node}; waiting for an instance");
         let client = self.client().await?;
         let statement = client.prepare_cached(&sql).await?;
         // One round trip, and the commit does not wait for its WAL flush:
@@ -77,8 +139,20 @@ impl PgStore {
         // be claimed again (this node's transitions carry the lost token
         // and are refused), and the first durable commit after it — the
         // task's next transition — flushes it anyway.
-        let limit = limit as i64;
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [&turns, &now_ms, &limit, &node, &lease_ms];
+        let (limit, slots) = (limit as i64, slots as i64);
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 11] = [
+            &turns,
+            &now_ms,
+            &limit,
+            &node,
+            &lease_ms,
+            &ages.services,
+            &ages.functions,
+            &ages.qualifiers,
+            &ages.max_age_ms,
+            &detail,
+            &slots,
+        ];
         let (begun, rows, committed) = futures::join!(
             client.batch_execute("BEGIN; SET LOCAL synchronous_commit TO OFF"),
             client.query(&statement, &params),
@@ -94,7 +168,8 @@ impl PgStore {
                 Claim { row, token }
             })
             .collect();
-        claims.sort_by_key(|c| (c.row.next_run_ms, c.row.seq));
+        // Those taken from the queue (or retrying) first: they have slots.
+        claims.sort_by_key(|c| (c.row.status == TaskState::Enqueued, c.row.next_run_ms, c.row.seq));
         Ok(claims)
     }
 

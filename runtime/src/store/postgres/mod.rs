@@ -27,7 +27,7 @@ mod task_list;
 mod task_writer;
 mod tasks;
 
-pub use leases::{Claim, Lapsed};
+pub use leases::{AgeLimits, Claim, ClaimRequest, Lapsed};
 pub use migrate::{MIGRATIONS, Migration, MigrationReport, migrate};
 pub use nodes::{NodeRow, heartbeat, leave, live_nodes};
 pub use notify::{Notification, REGISTRY_CHANNEL, STOP_CHANNEL, TASKS_CHANNEL};

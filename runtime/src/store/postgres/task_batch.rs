@@ -186,6 +186,13 @@ pub(super) async fn write_batch(
     Ok(gathered.answer(InsertColumns::inserted(&rows), writes.len()))
 }
 
+/// Opens a batch's transaction. Its statements are planned for the rows
+/// at hand (`force_custom_plan`) rather than with the generic plan cached
+/// on the connection: a plan cached while the table was small joins the
+/// batch's arrays against a sequential scan of every task, and nothing
+/// replans it as the table grows until the next `ANALYZE`.
+const BEGIN: &str = "BEGIN; SET LOCAL plan_cache_mode TO force_custom_plan";
+
 /// Opens the transaction and runs the rounds of transitions: each round's
 /// rows locked and its transitions decided, the update of every round but
 /// the last sent before the next round reads. Answers the last round's
@@ -209,7 +216,7 @@ async fn lock_and_decide(
         // Sent when first polled: after the previous round's update.
         let lock = client.query(&statements.lock, &params);
         let rows = if n == 0 {
-            let (begun, rows) = futures::join!(client.batch_execute("BEGIN"), lock);
+            let (begun, rows) = futures::join!(client.batch_execute(BEGIN), lock);
             begun.map_err(before)?;
             rows.map_err(before)?
         } else {

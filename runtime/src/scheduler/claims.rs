@@ -6,8 +6,9 @@
 //! claim loop takes due tasks (`FOR UPDATE SKIP LOCKED`, as many as this
 //! node has room for) whenever a submission here, a `NOTIFY` from another
 //! node or the poll says some may be due, and puts them into the local
-//! queue with their lease token; from there they run exactly as on one
-//! node, each transition fenced by the token. The lease loop renews what
+//! queue with their lease token (those it had free slots for already
+//! `Dequeued` by the claim); from there they run exactly as on one node,
+//! each transition fenced by the token. The lease loop renews what
 //! this node holds, hears of Stops it missed, stops its own guests when it
 //! cannot renew in time (their leases are about to be taken over), and puts
 //! back the tasks whose leases lapsed anywhere — a `Running` one as a retry

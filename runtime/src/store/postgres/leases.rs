@@ -5,8 +5,9 @@
 //! one queue partition at a time, starting from a partition of its own so
 //! that nodes do not all begin at the same rows. A claim sets the task's
 //! lease — the owner node, an expiry, and a fresh fencing token from the
-//! `lease_tokens` sequence — and leaves its state alone: the node then
-//! moves it through the same transitions as the embedded store, each
+//! `lease_tokens` sequence — and takes from the queue (`Dequeued`) the
+//! claimed tasks the node has slots for; the node then moves each task
+//! through the same transitions as the embedded store, each
 //! carrying the token ([`Transition::fence`](super::super::Transition::fence)),
 //! and renews the lease while the guest runs. When a lease lapses (its
 //! node died or lost the database), another node reads it as lapsed and

@@ -3,9 +3,10 @@
 //! A submitted task is written to the store (`Enqueued`) before the caller
 //! gets its 202, then queued in memory. One dispatcher takes tasks in
 //! round-robin over functions, under a global concurrency limit and a
-//! per-function one, and moves each batch to `Dequeued` in one commit
-//! (expired ones to `Expired`). A runner per task waits for an instance
-//! from the pool (still `Dequeued`), records `Running`, invokes, and records
+//! per-function one, and starts a runner per task. The runner takes the
+//! task from the queue (`Dequeued`; `Expired` when too old) and records
+//! `Running` — in one commit when an instance is at hand, else the first
+//! before it waits for an instance (still `Dequeued`) — invokes, and records
 //! the outcome: `Succeeded`, `Failed`, `Stopped`, or `Retrying` with an
 //! exponential, jittered backoff. Destinations are delivered in the same
 //! commit as the outcome.
@@ -25,6 +26,7 @@ pub mod policy;
 mod queue;
 mod recovery;
 mod runner;
+mod start;
 
 use queue::{Queue, QueuedTask};
 
@@ -170,8 +172,6 @@ struct Inner {
 /// How long a task waits for an instance: as long as it takes (it can be
 /// stopped meanwhile).
 const INSTANCE_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
-/// Most tasks moved to `Dequeued` in one commit.
-const DEQUEUE_BATCH: usize = 256;
 
 impl Scheduler {
     /// Recovers unfinished tasks and starts the dispatcher and the janitor.

@@ -7,48 +7,25 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::queue::QueuedTask;
-use super::{AsyncPolicy, INSTANCE_WAIT, Scheduler};
+use super::start::Started;
+use super::{AsyncPolicy, Scheduler};
 use crate::engine::{InvocationContext, InvokeError, StopHandle};
 use crate::pool::PooledInvocation;
+use crate::registry::RegistryError;
 use crate::store::{TaskUpdate, Transition};
 use crate::tasks::{TaskKind, TaskState};
 
 impl Scheduler {
-    /// Runs one attempt of a dequeued (or retrying) task under `policy`
-    /// (read when the attempt was dispatched, and used for its outcome).
-    /// `payload` is the one the dequeue read, if it did.
-    pub(super) async fn run(&self, t: QueuedTask, payload: Option<Bytes>, policy: AsyncPolicy) {
-        use TaskState::*;
+    /// Runs one attempt of a task taken off this node's queue (still
+    /// `Enqueued`, or `Dequeued`/`Retrying`) under `policy` (read when the
+    /// attempt was dispatched, and used for its outcome). `payload` is the
+    /// task's, when the read that found it brought it.
+    pub(super) async fn run(&self, mut t: QueuedTask, payload: Option<Bytes>, policy: AsyncPolicy) {
         let stop = StopHandle::new();
         self.inner.running.insert(t.seq, stop.clone());
-        let store = &self.inner.store;
-        let payload = match payload {
-            Some(p) => p,
-            None => match store.task_payload(t.seq).await {
-                Ok(Some(p)) => p,
-                Ok(None) => return,
-                Err(e) => {
-                    tracing::error!(seq = t.seq, error = %e, "cannot load task payload; requeueing");
-                    return self.enqueue_after(t, Duration::from_secs(1));
-                }
-            },
-        };
         let resolved = match self.inner.registry.resolve(&t.service, Some(&t.qualifier), &t.function) {
             Ok(r) => r,
-            Err(e) => {
-                let tr = Transition::new(t.seq, &[Dequeued, Retrying], Invalid, format!("cannot run: {e}"))
-                    .with(TaskUpdate {
-                        error: Some(e.to_string()),
-                        ..Default::default()
-                    })
-                    .fenced(t.fence);
-                if let Ok(Some(mut applied)) = store.transition(tr).await {
-                    self.count_finished(Invalid);
-                    applied.row.error = format!("cannot run: {e}");
-                    self.activity_finished(&applied.row);
-                }
-                return;
-            }
+            Err(e) => return self.cannot_run(t, payload, &policy, e).await,
         };
         let timeout = Duration::from_secs(resolved.function.spec.timeout_s);
         let ctx = |stop: StopHandle| {
@@ -68,50 +45,16 @@ impl Scheduler {
             )
         };
         let acquire_ctx = ctx(stop.clone());
-        let lease = tokio::select! {
-            lease = self.inner.pool.acquire(&resolved, &acquire_ctx, INSTANCE_WAIT) => lease,
-            _ = stop.stopped() => return,
+        let mut starting = t.clone();
+        let started = self
+            .start_attempt(&mut starting, payload, &policy, &resolved, &acquire_ctx, &stop)
+            .await;
+        t.state = starting.state;
+        let (lease, payload) = match started {
+            Started::Running { lease, payload } => (lease, payload),
+            Started::NoInstance { failed, payload } => return self.complete(t, &policy, &payload, failed).await,
+            Started::Nothing => return,
         };
-        let lease = match lease {
-            Ok(l) => l,
-            Err(e) => {
-                // No instance could be made (initializer failure, ...): this
-                // attempt failed like any other.
-                let failed = PooledInvocation::failed(e);
-                let running = Transition::new(
-                    t.seq,
-                    &[Dequeued, Retrying],
-                    Running,
-                    "attempt started; no instance could be created",
-                )
-                .fenced(t.fence);
-                if let Ok(Some(_)) = store.transition(running).await {
-                    self.complete(t, &policy, &payload, failed).await;
-                }
-                return;
-            }
-        };
-        let detail = format!(
-            "attempt {} on instance {} ({} start)",
-            t.attempts + 1,
-            lease.instance_id(),
-            lease.start().as_str()
-        );
-        let running = Transition::new(t.seq, &[Dequeued, Retrying], Running, detail)
-            .with(TaskUpdate {
-                instance_id: Some(lease.instance_id().to_string()),
-                ..Default::default()
-            })
-            .fenced(t.fence);
-        match store.transition(running).await {
-            Ok(Some(_)) => {}
-            Ok(None) => return lease.release(),
-            Err(e) => {
-                tracing::error!(seq = t.seq, error = %e, "cannot record Running; requeueing");
-                lease.release();
-                return self.enqueue_after(t, Duration::from_secs(1));
-            }
-        }
         // The deadline starts when the guest does, not when the task queued.
         let outcome = if t.kind == TaskKind::Http {
             lease.invoke_http(ctx(stop), payload.clone()).await
@@ -130,6 +73,26 @@ impl Scheduler {
             return;
         }
         self.complete(t, &policy, &payload, outcome).await;
+    }
+
+    /// A task whose function cannot be resolved (deleted meanwhile) ends
+    /// `Invalid` — taken from the queue first if it was still there.
+    async fn cannot_run(&self, mut t: QueuedTask, payload: Option<Bytes>, policy: &AsyncPolicy, e: RegistryError) {
+        use TaskState::*;
+        if t.state == Enqueued && self.take_from_queue(&mut t, payload.is_none(), policy).await.is_none() {
+            return;
+        }
+        let tr = Transition::new(t.seq, &[Dequeued, Retrying], Invalid, format!("cannot run: {e}"))
+            .with(TaskUpdate {
+                error: Some(e.to_string()),
+                ..Default::default()
+            })
+            .fenced(t.fence);
+        if let Ok(Some(mut applied)) = self.inner.store.transition(tr).await {
+            self.count_finished(Invalid);
+            applied.row.error = format!("cannot run: {e}");
+            self.activity_finished(&applied.row);
+        }
     }
 
     /// Queues `t` once `after` has passed (a backoff, a delayed task). The

@@ -126,7 +126,7 @@ impl Scheduler {
 
     /// The functions whose tasks expire after an age, as this node's
     /// registry knows them: a claim leaves their old tasks `Enqueued` for
-    /// the dispatcher to expire.
+    /// the runner to expire.
     fn age_limits(&self) -> AgeLimits {
         let mut ages = AgeLimits::default();
         let configs = self

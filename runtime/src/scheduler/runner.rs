@@ -20,7 +20,7 @@ impl Scheduler {
     /// `Enqueued`, or `Dequeued`/`Retrying`) under `policy` (read when the
     /// attempt was dispatched, and used for its outcome). `payload` is the
     /// task's, when the read that found it brought it.
-    pub(super) async fn run(&self, mut t: QueuedTask, payload: Option<Bytes>, policy: AsyncPolicy) {
+    pub(super) async fn run(&self, t: QueuedTask, payload: Option<Bytes>, policy: AsyncPolicy) {
         let stop = StopHandle::new();
         self.inner.running.insert(t.seq, stop.clone());
         let resolved = match self.inner.registry.resolve(&t.service, Some(&t.qualifier), &t.function) {
@@ -45,11 +45,11 @@ impl Scheduler {
             )
         };
         let acquire_ctx = ctx(stop.clone());
+        // A copy whose state follows the start, for putting it back.
         let mut starting = t.clone();
         let started = self
             .start_attempt(&mut starting, payload, &policy, &resolved, &acquire_ctx, &stop)
             .await;
-        t.state = starting.state;
         let (lease, payload) = match started {
             Started::Running { lease, payload } => (lease, payload),
             Started::NoInstance { failed, payload } => return self.complete(t, &policy, &payload, failed).await,

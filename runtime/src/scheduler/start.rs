@@ -36,7 +36,9 @@ pub(super) enum Started {
 
 impl Scheduler {
     /// Takes `t` from the queue if it is still there, reads its payload if
-    /// `payload` is none, gets an instance and records `Running`.
+    /// `payload` is none, gets an instance and records `Running`. `t`'s
+    /// state follows, so that a task put back for later is put back as it
+    /// is in the store.
     pub(super) async fn start_attempt(
         &self,
         t: &mut QueuedTask,
@@ -104,7 +106,7 @@ impl Scheduler {
     /// `Dequeued` and `Running` in one commit, with `lease` at hand.
     async fn dequeue_and_run(
         &self,
-        t: &mut QueuedTask,
+        t: &QueuedTask,
         payload: Option<Bytes>,
         policy: &AsyncPolicy,
         lease: Lease,
@@ -126,10 +128,7 @@ impl Scheduler {
         let (dequeued, running) = (outcomes.next().flatten(), outcomes.next().flatten());
         match (dequeued, running) {
             (Some(d), Some(_)) => match payload.or(d.row.payload) {
-                Some(payload) => {
-                    t.state = TaskState::Running;
-                    Started::Running { lease, payload }
-                }
+                Some(payload) => Started::Running { lease, payload },
                 None => {
                     lease.release();
                     Started::Nothing
@@ -204,12 +203,9 @@ impl Scheduler {
     }
 
     /// Records `Running` for `t` on `lease`.
-    async fn record_running(&self, t: &mut QueuedTask, lease: Lease, payload: Bytes) -> Started {
+    async fn record_running(&self, t: &QueuedTask, lease: Lease, payload: Bytes) -> Started {
         match self.inner.store.transition(running_transition(t, &lease)).await {
-            Ok(Some(_)) => {
-                t.state = TaskState::Running;
-                Started::Running { lease, payload }
-            }
+            Ok(Some(_)) => Started::Running { lease, payload },
             Ok(None) => {
                 lease.release();
                 Started::Nothing

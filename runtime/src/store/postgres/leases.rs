@@ -45,7 +45,7 @@ pub struct ClaimRequest<'a> {
 
 /// The functions whose tasks expire after an age
 /// (`maxAsyncEventAgeInSeconds`), as columns: a claim leaves their older
-/// tasks for the dispatcher to expire rather than taking them from the
+/// tasks for the node's runner to expire rather than taking them from the
 /// queue.
 #[derive(Debug, Clone, Default)]
 pub struct AgeLimits {
@@ -83,7 +83,7 @@ impl PgStore {
     /// at once — are taken from the queue in the same statement when they
     /// are `Enqueued`: `Dequeued`, with their history event, unless `ages`
     /// says they are too old to run (those stay `Enqueued`, for the node's
-    /// dispatcher to expire). The rest wait on the node still `Enqueued`,
+    /// runner to expire). The rest wait on the node still `Enqueued`,
     /// as they would in the queue of one node. A claim is the moment a
     /// task leaves the shared queue, and one write per task less is what
     /// lets a node keep up with its guests.

@@ -263,7 +263,7 @@ impl HttpInstance {
         let stop = ctx.stop.clone();
         // A guest that burns CPU moves to the guest threads (see `offload`).
         let guest = tokio::spawn(super::offload::run(
-            async move {
+            Box::pin(async move {
                 let pre = self.pre.clone();
                 let run = async {
                     let proxy = match proxy {
@@ -297,7 +297,7 @@ impl HttpInstance {
                     None => done(None),
                 }
                 result
-            },
+            }),
             stop,
         ));
 

@@ -125,7 +125,11 @@ impl<T> Drop for AbortOnDrop<T> {
 
 /// Runs `call` (one guest call, whose epoch callback reports through
 /// `stop`) here until the guest proves CPU-bound, then on the guest threads.
-pub async fn run<F>(call: F, stop: StopHandle) -> F::Output
+///
+/// The call comes boxed: its state is kilobytes (wasmtime's call futures
+/// within), and boxed it is moved as a pointer — into this future, into a
+/// spawned task — rather than copied by value at each step.
+pub async fn run<F>(mut call: Pin<Box<F>>, stop: StopHandle) -> F::Output
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
@@ -133,7 +137,6 @@ where
     if !ENABLED.load(Ordering::Relaxed) || ON_GUEST_THREAD.with(|on| on.get()) {
         return call.await;
     }
-    let mut call: Pin<Box<F>> = Box::pin(call);
     let here = std::future::poll_fn(|cx| match call.as_mut().poll(cx) {
         Poll::Ready(out) => Poll::Ready(Some(out)),
         Poll::Pending if stop.is_cpu_bound() => Poll::Ready(None),
@@ -176,12 +179,12 @@ mod tests {
             .unwrap();
         let here = std::thread::current().id();
         rt.block_on(async {
-            let quick = run(async { std::thread::current().id() }, StopHandle::new()).await;
+            let quick = run(Box::pin(async { std::thread::current().id() }), StopHandle::new()).await;
             assert_eq!(quick, here);
-            let moved = run(busy(StopHandle::new()), StopHandle::new()).await;
+            let moved = run(Box::pin(busy(StopHandle::new())), StopHandle::new()).await;
             assert_eq!(moved, here, "not marked through the handle it was given: stays");
             let stop = StopHandle::new();
-            let moved = run(busy(stop.clone()), stop).await;
+            let moved = run(Box::pin(busy(stop.clone())), stop).await;
             assert_ne!(moved, here);
         });
     }
@@ -208,7 +211,7 @@ mod tests {
                 flag.mark_cpu_bound();
                 std::future::pending::<()>().await
             };
-            let caller = tokio::time::timeout(std::time::Duration::from_millis(50), run(call, stop));
+            let caller = tokio::time::timeout(std::time::Duration::from_millis(50), run(Box::pin(call), stop));
             assert!(caller.await.is_err(), "the call never ends by itself");
         });
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

@@ -219,7 +219,7 @@ impl Lease {
     /// CPU-bound finishes on the guest threads ([`offload`]).
     pub async fn invoke(self, ctx: InvocationContext, event: Bytes) -> PooledInvocation {
         let stop = ctx.stop.clone();
-        offload::run(self.invoke_here(ctx, event), stop).await
+        offload::run(Box::pin(self.invoke_here(ctx, event)), stop).await
     }
 
     async fn invoke_here(mut self, ctx: InvocationContext, event: Bytes) -> PooledInvocation {

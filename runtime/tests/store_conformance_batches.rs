@@ -66,9 +66,18 @@ async fn burst(store: &Store) -> Vec<String> {
 
     // One caller's list with the same task three times: in order.
     let first = seqs[&0];
+    // Each reads the row as the ones before it left it, and the row
+    // keeps what each of them set.
     let chain = vec![
-        Transition::new(first, &[Dequeued], Running, "run"),
-        Transition::new(first, &[Running], Succeeded, "done").with(TaskUpdate {
+        Transition::new(first, &[Dequeued], Running, "run").with(TaskUpdate {
+            attempts: Some(1),
+            instance_id: Some("inst-1".into()),
+            ..TaskUpdate::default()
+        }),
+        Transition::deciding(first, "done", |row| {
+            (row.status == Running && row.attempts == 1 && row.instance_id == "inst-1").then_some(Succeeded)
+        })
+        .with(TaskUpdate {
             // PostgreSQL text holds no NUL; the write must still land.
             error: Some("a guest's \0 message".into()),
             ..TaskUpdate::default()
@@ -79,6 +88,15 @@ async fn burst(store: &Store) -> Vec<String> {
     seen.push(format!(
         "chain: {:?}",
         outcomes.iter().map(|a| a.as_ref().map(|a| a.state)).collect::<Vec<_>>()
+    ));
+    let row = store.get_task("svc", "f", "b0", false).await.unwrap().unwrap();
+    seen.push(format!(
+        "chained row: {} attempt {} on {}, error kept: {}",
+        row.status,
+        row.attempts,
+        row.instance_id,
+        // PostgreSQL stores the NUL as U+FFFD.
+        row.error.starts_with("a guest's ") && row.error.ends_with(" message")
     ));
 
     // The rest run and finish concurrently, each in two steps.
@@ -132,6 +150,7 @@ async fn concurrent_writes_read_as_if_one_by_one_on_sqlite_and_postgres() {
             "inserted 80, duplicates 20".to_string(),
             "dequeued 80 of 160".into(),
             "chain: [Some(Running), Some(Succeeded), None]".into(),
+            "chained row: Succeeded attempt 1 on inst-1, error kept: true".into(),
             "finished 79 of 79".into(),
             "histories: {\"Enqueued>Dequeued>Running>Succeeded\": 80}".into(),
         ]

@@ -70,6 +70,48 @@ pub struct TaskUpdate {
     pub logs: Option<Bytes>,
 }
 
+impl TaskUpdate {
+    /// This update followed by `later`, as one: each field `later` sets
+    /// replaces this one's, as two successive writes of the row would
+    /// leave it.
+    pub fn then(self, later: TaskUpdate) -> TaskUpdate {
+        TaskUpdate {
+            attempts: later.attempts.or(self.attempts),
+            next_run_ms: later.next_run_ms.or(self.next_run_ms),
+            end_ms: later.end_ms.or(self.end_ms),
+            error: later.error.or(self.error),
+            result: later.result.or(self.result),
+            destination_status: later.destination_status.or(self.destination_status),
+            instance_id: later.instance_id.or(self.instance_id),
+            duration_ms: later.duration_ms.or(self.duration_ms),
+            fuel_consumed: later.fuel_consumed.or(self.fuel_consumed),
+            logs: later.logs.or(self.logs),
+        }
+    }
+
+    /// `row` as it reads once this update is written (its logs are not
+    /// part of a row).
+    pub fn apply_to(&self, row: &mut TaskRow) {
+        row.attempts = self.attempts.unwrap_or(row.attempts);
+        row.next_run_ms = self.next_run_ms.unwrap_or(row.next_run_ms);
+        row.end_ms = self.end_ms.unwrap_or(row.end_ms);
+        row.duration_ms = self.duration_ms.unwrap_or(row.duration_ms);
+        row.fuel_consumed = self.fuel_consumed.or(row.fuel_consumed);
+        if let Some(error) = &self.error {
+            row.error.clone_from(error);
+        }
+        if let Some(result) = &self.result {
+            row.result = Some(result.clone());
+        }
+        if let Some(status) = &self.destination_status {
+            row.destination_status.clone_from(status);
+        }
+        if let Some(instance) = &self.instance_id {
+            row.instance_id.clone_from(instance);
+        }
+    }
+}
+
 /// A pure decision (`Fn`), so a batch that did not commit can decide again.
 type Decide = Box<dyn Fn(&TaskRow) -> Option<TaskState> + Send + Sync>;
 

@@ -37,8 +37,10 @@ pub struct ClusterArgs {
     /// database, say): each configuration runs on a fresh one.
     #[arg(long, env = "WASMFC_BENCH_PG")]
     pub admin_url: String,
-    /// Sleeping tasks per scale-out run.
-    #[arg(long, default_value_t = 3_000)]
+    /// Sleeping tasks per scale-out run: enough for the run on two nodes
+    /// to last several seconds, so the submissions' start is a small part
+    /// of it.
+    #[arg(long, default_value_t = 10_000)]
     pub sleep_tasks: u64,
     /// No-op tasks per store run.
     #[arg(long, default_value_t = 20_000)]

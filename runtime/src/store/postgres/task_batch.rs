@@ -13,10 +13,10 @@
 //! alone is one statement.
 //!
 //! Transitions are decided one by one against the locked row, exactly as
-//! a single transition is. Transitions of one task in one batch (a Stop
-//! beside a runner's change, or a caller's own list) go in successive
-//! rounds, each reading the row the previous round wrote, in the order
-//! they were queued.
+//! a single transition is. Transitions of one task in one batch (a
+//! runner's `Dequeued` and `Running`, a Stop beside a runner's change) are
+//! decided in the order they were queued, each against the row as the
+//! ones before it left it, and written as one update with an event each.
 
 use std::collections::HashMap;
 
@@ -186,17 +186,16 @@ pub(super) async fn write_batch(
     Ok(gathered.answer(InsertColumns::inserted(&rows), writes.len()))
 }
 
-/// Opens a batch's transaction. Its statements are planned for the rows
-/// at hand (`force_custom_plan`) rather than with the generic plan cached
-/// on the connection: a plan cached while the table was small joins the
-/// batch's arrays against a sequential scan of every task, and nothing
-/// replans it as the table grows until the next `ANALYZE`.
-const BEGIN: &str = "BEGIN; SET LOCAL plan_cache_mode TO force_custom_plan";
+/// Opens a batch's transaction. Its statements find their rows by primary
+/// key, and keep the generic plan cached on the connection (planning each
+/// batch anew cost as much as running it), made with sequential scans
+/// disabled: a plan first made while the table was small would otherwise
+/// join the batch's arrays against a scan of every task, and nothing
+/// would replan it as the table grows until the next `ANALYZE`.
+const BEGIN: &str = "BEGIN; SET LOCAL plan_cache_mode TO force_generic_plan; SET LOCAL enable_seqscan TO off";
 
-/// Opens the transaction and runs the rounds of transitions: each round's
-/// rows locked and its transitions decided, the update of every round but
-/// the last sent before the next round reads. Answers the last round's
-/// update, still to send.
+/// Opens the transaction, locks every row the transitions touch and
+/// decides them; answers the update, still to send.
 async fn lock_and_decide(
     client: &ClientWrapper,
     statements: &Statements,
@@ -204,33 +203,23 @@ async fn lock_and_decide(
     gathered: &mut Gathered,
 ) -> Result<UpdateColumns, Failure> {
     let now = crate::util::now_ms();
+    let chains = by_task(transitions);
+    let seqs: Vec<i64> = chains.iter().map(|(seq, _)| *seq).collect();
+    let with_payload: Vec<i64> = chains
+        .iter()
+        .filter(|(_, chain)| chain.iter().any(|(_, t)| t.want_payload))
+        .map(|(seq, _)| *seq)
+        .collect();
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&seqs, &with_payload];
+    let (begun, rows) = futures::join!(client.batch_execute(BEGIN), client.query(&statements.lock, &params));
+    begun.map_err(before)?;
+    let rows = rows.map_err(before)?;
     let mut updates = UpdateColumns::default();
-    for (n, round) in rounds(transitions).into_iter().enumerate() {
-        let seqs: Vec<i64> = round.iter().map(|(_, t)| t.seq).collect();
-        let with_payload: Vec<i64> = round
-            .iter()
-            .filter(|(_, t)| t.want_payload)
-            .map(|(_, t)| t.seq)
-            .collect();
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&seqs, &with_payload];
-        // Sent when first polled: after the previous round's update.
-        let lock = client.query(&statements.lock, &params);
-        let rows = if n == 0 {
-            let (begun, rows) = futures::join!(client.batch_execute(BEGIN), lock);
-            begun.map_err(before)?;
-            rows.map_err(before)?
-        } else {
-            // This round reads what the previous one wrote.
-            if !updates.is_empty() {
-                client
-                    .execute(&statements.update, &updates.params())
-                    .await
-                    .map_err(before)?;
-            }
-            updates = UpdateColumns::default();
-            lock.await.map_err(before)?
-        };
-        gathered.decide(&rows, round, now, &mut updates);
+    let mut locked: HashMap<i64, &Row> = rows.iter().map(|r| (r.get(0), r)).collect();
+    for (seq, chain) in chains {
+        if let Some(r) = locked.remove(&seq) {
+            gathered.decide(r, chain, now, &mut updates);
+        }
     }
     Ok(updates)
 }
@@ -302,32 +291,48 @@ async fn finish(
 }
 
 impl Gathered {
-    /// Decides one round's transitions against its locked `rows`.
-    fn decide(&mut self, rows: &[Row], round: Vec<(Slot, &Transition)>, now: i64, updates: &mut UpdateColumns) {
-        let mut locked: HashMap<i64, &Row> = rows.iter().map(|r| (r.get(0), r)).collect();
-        for (slot, t) in round {
-            let Some(r) = locked.remove(&t.seq) else { continue };
-            let (row, token) = row_from(r, t.want_payload);
-            let event_id: i32 = r.get::<_, i32>(23) + 1;
-            let Some(mut p) = plan(t, row, token, now) else {
+    /// Decides one task's transitions, in order, against its locked row
+    /// `r`: each reads the row as the ones before it left it, and the
+    /// task gets one update with every applied transition's event.
+    fn decide(&mut self, r: &Row, chain: Vec<(Slot, &Transition)>, now: i64, updates: &mut UpdateColumns) {
+        let (mut row, token) = row_from(r, true);
+        let mut log_size = r.get::<_, Option<i32>>(22).unwrap_or(0).max(0) as u64;
+        let mut event_id: i32 = r.get(23);
+        let mut written: Option<(TaskState, TaskUpdate, bool)> = None;
+        for (slot, t) in chain {
+            let Some(mut p) = plan(t, row.clone(), token, now) else {
                 continue;
             };
             if let Some(log) = &p.update.logs {
-                let old: Option<i32> = r.get(22);
-                self.log_sizes.push((old.unwrap_or(0).max(0) as u64, log.len() as u64));
+                self.log_sizes.push((log_size, log.len() as u64));
+                log_size = log.len() as u64;
             }
             self.durable |= !replayable(p.next);
-            updates.push(p.row.seq, p.next, &p.update, event_id);
+            event_id += 1;
             self.events.push(p.row.seq, event_id, p.next, now, &p.detail);
             self.changes.push(changed(&p.row));
             if let Some(task) = p.follow_up.take() {
                 self.inserts.push((Origin::FollowUp(slot), task));
             }
+            // A terminal state or a retry gives the node's lease up.
+            let releases = p.next.is_terminal() || p.next == TaskState::Retrying;
+            row = p.row.clone();
+            p.update.apply_to(&mut row);
+            if releases {
+                row.lease_until_ms = 0;
+            }
+            written = Some(match written.take() {
+                None => (p.next, p.update, releases),
+                Some((_, before, released)) => (p.next, before.then(p.update), released || releases),
+            });
             self.applied[slot.0][slot.1] = Some(Applied {
                 state: p.next,
                 row: p.row,
                 follow_up_seq: None,
             });
+        }
+        if let Some((next, update, releases)) = written {
+            updates.push(row.seq, next, &update, releases, event_id);
         }
     }
 
@@ -383,24 +388,14 @@ impl Gathered {
     }
 }
 
-/// Splits transitions into rounds in which each task appears once; a
-/// task's n-th transition goes in round n, so its transitions apply in
-/// order, and every round locks only rows the first round locked.
-fn rounds(transitions: Vec<(Slot, &Transition)>) -> Vec<Vec<(Slot, &Transition)>> {
-    let mut seen: HashMap<i64, usize> = HashMap::new();
-    let mut rounds: Vec<Vec<(Slot, &Transition)>> = Vec::new();
+/// Groups transitions by task, in seq order (the order every multi-row
+/// write here locks rows in), each task's in the order they were queued.
+fn by_task(transitions: Vec<(Slot, &Transition)>) -> Vec<(i64, Vec<(Slot, &Transition)>)> {
+    let mut chains: std::collections::BTreeMap<i64, Vec<(Slot, &Transition)>> = Default::default();
     for (slot, t) in transitions {
-        let n = seen.entry(t.seq).or_insert(0);
-        if rounds.len() <= *n {
-            rounds.push(Vec::new());
-        }
-        rounds[*n].push((slot, t));
-        *n += 1;
+        chains.entry(t.seq).or_default().push((slot, t));
     }
-    for round in &mut rounds {
-        round.sort_by_key(|(_, t)| t.seq);
-    }
-    rounds
+    chains.into_iter().collect()
 }
 
 #[cfg(test)]
@@ -412,16 +407,13 @@ mod tests {
     }
 
     #[test]
-    fn a_task_appears_once_per_round_in_queue_order() {
+    fn transitions_group_by_task_in_seq_order_keeping_queue_order() {
         let ts = [to(7), to(3), to(7), to(5), to(7)];
         let slots: Vec<(Slot, &Transition)> = ts.iter().enumerate().map(|(i, t)| ((i, 0), t)).collect();
-        let rounds = rounds(slots);
-        let seqs: Vec<Vec<(i64, usize)>> = rounds
-            .iter()
-            .map(|r| r.iter().map(|((w, _), t)| (t.seq, *w)).collect())
+        let chains: Vec<(i64, Vec<usize>)> = by_task(slots)
+            .into_iter()
+            .map(|(seq, chain)| (seq, chain.iter().map(|((w, _), _)| *w).collect()))
             .collect();
-        // Sorted by seq within a round; a task's later transitions in
-        // later rounds, in the order they came.
-        assert_eq!(seqs, vec![vec![(3, 1), (5, 3), (7, 0)], vec![(7, 2)], vec![(7, 4)]]);
+        assert_eq!(chains, vec![(3, vec![1]), (5, vec![3]), (7, vec![0, 2, 4])]);
     }
 }

@@ -204,9 +204,9 @@ pub(super) struct UpdateColumns {
 }
 
 impl UpdateColumns {
-    /// Task `seq` moves to `next` with `u`; `events` is its history
-    /// counter afterwards.
-    pub(super) fn push(&mut self, seq: i64, next: TaskState, u: &TaskUpdate, events: i32) {
+    /// Task `seq` moves to `next` with `u`, giving up its node's lease if
+    /// `releases`; `events` is its history counter afterwards.
+    pub(super) fn push(&mut self, seq: i64, next: TaskState, u: &TaskUpdate, releases: bool, events: i32) {
         self.seq.push(seq);
         self.status.push(next.as_str());
         self.attempts.push(u.attempts.map(|a| a as i32));
@@ -219,8 +219,7 @@ impl UpdateColumns {
         self.duration_ms.push(u.duration_ms);
         self.logs.push(u.logs.as_ref().map(|b| b.to_vec()));
         self.fuel_consumed.push(u.fuel_consumed.map(|f| f as i64));
-        // A terminal state or a retry gives the node's lease up.
-        self.releases.push(next.is_terminal() || next == TaskState::Retrying);
+        self.releases.push(releases);
         self.events.push(events);
     }
 
